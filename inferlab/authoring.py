@@ -22,7 +22,7 @@ import nbformat
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-CHECK_CALL = re.compile(r"\b(check_[A-Za-z0-9_]+)\s*\(")
+CHECK_CALL = re.compile(r"(?<!def )\b(check_[A-Za-z0-9_]+)\s*\(")
 HEADER_FIELDS = ("Learning objectives", "Prerequisites", "Time", "Hardware tiers")
 # Paths that betray the machine a notebook ran on; committed outputs must not contain them.
 ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|/opt/|site-packages|[A-Z]:\\\\)")

@@ -88,11 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", help="lab number prefixes, e.g. 01 02")
     p.set_defaults(func=_labs)
 
-    try:
-        from inferlab import memory
-        memory.add_cli(sub)
-    except ImportError:  # memory is written in parallel; the CLI works without it meanwhile
-        pass
+    from inferlab import memory
+    memory.add_cli(sub)
     return parser
 
 

@@ -1,0 +1,53 @@
+"""The lab contract, checked on every committed notebook, and labs/ in sync with solutions/."""
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from inferlab import authoring
+
+REPO = Path(__file__).resolve().parent.parent
+SOLUTIONS = sorted((REPO / "solutions").glob("[0-9][0-9]-*.ipynb"))
+
+
+def test_there_are_solutions_and_each_has_a_lab():
+    assert SOLUTIONS, "no solution notebooks found"
+    assert [p.name for p in SOLUTIONS] == sorted(p.name for p in (REPO / "labs").glob("[0-9][0-9]-*.ipynb"))
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_meets_the_lab_contract(path):
+    assert authoring.lint_solution(path) == []
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_solution_has_a_chapter(path):
+    assert (REPO / "content" / f"{path.stem}.md").is_file()
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_learner_notebook_has_no_outputs_and_no_solutions(path):
+    assert authoring.lint_learner(REPO / "labs" / path.name) == []
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_exercise_cells_are_tagged_so_tests_can_load_them(path):
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and authoring.BEGIN in cell.source:
+            assert "exercise" in cell.metadata.get("tags", []), f"cell {index} holds a solution region but is not tagged 'exercise'"
+
+
+def test_labs_are_in_sync_with_solutions(tmp_path):
+    authoring.generate_labs(REPO / "solutions", tmp_path)
+    stale = [p.name for p in SOLUTIONS
+             if (tmp_path / p.name).read_bytes() != (REPO / "labs" / p.name).read_bytes()]
+    assert not stale, f"labs/ is stale for {stale}: run `make labs` and commit"
+
+
+def test_check_names_are_unique_across_labs():
+    seen = {}
+    for path in SOLUTIONS:
+        for name in authoring.graded_checks(nbformat.read(path, as_version=4)):
+            assert name not in seen, f"{name} is used by {seen.get(name)} and {path.name}"
+            seen[name] = path.name

@@ -217,3 +217,35 @@ def record_timings(rows: list[dict], path: Path, machine: str) -> None:
             log[r["lab"]] = {"seconds": r["seconds"], "machine": machine}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(sorted(log.items())), indent=2) + "\n")
+
+
+# ---------------------------------------------------------------- the README's lab table
+
+TABLE_START, TABLE_END = "<!-- lab-table:start -->", "<!-- lab-table:end -->"
+
+
+def lab_title(path: Path) -> str:
+    first = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0]
+    return first.lstrip("# ").split("—", 1)[-1].strip()
+
+
+def lab_table(solutions: Path, timings: dict) -> str:
+    """Markdown table of the labs with their measured CPU wall time from the timing log."""
+    rows = ["| Lab | Topic | Chapter | CPU wall time (measured) |", "|---|---|---|---|"]
+    for path in sorted(solutions.glob("[0-9][0-9]-*.ipynb")):
+        t = timings.get(path.stem)
+        wall = f"{t['seconds'] / 60:.1f} min ({t['machine']})" if t else "not measured yet"
+        rows.append(f"| [{path.stem}](labs/{path.name}) | {lab_title(path)} | "
+                    f"[{path.stem}.md](content/{path.stem}.md) | {wall} |")
+    return "\n".join(rows)
+
+
+def update_readme(readme: Path, solutions: Path, timings_path: Path) -> bool:
+    """Rewrite the table between the README's markers; return True when it changed."""
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
+    new = text[:start] + "\n" + lab_table(solutions, timings) + "\n" + text[end:]
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text

@@ -43,6 +43,7 @@ def _labs(args) -> int:
     solutions, labs = REPO / "solutions", REPO / "labs"
     if args.action == "generate":
         changed = authoring.generate_labs(solutions, labs)
+        authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
         print("\n".join(f"wrote {p.relative_to(REPO)}" for p in changed) or "labs/ is up to date")
         return 0
     params = {"PROFILE": args.profile} if args.profile else None
@@ -54,6 +55,7 @@ def _labs(args) -> int:
         rows = authoring.run_solutions(solutions, None, None, args.only)
         authoring.record_timings(rows, REPO / authoring.TIMINGS, _machine())
         authoring.generate_labs(solutions, labs)
+        authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
     print(authoring.format_rows(rows))
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 

@@ -51,3 +51,12 @@ def test_check_names_are_unique_across_labs():
         for name in authoring.graded_checks(nbformat.read(path, as_version=4)):
             assert name not in seen, f"{name} is used by {seen.get(name)} and {path.name}"
             seen[name] = path.name
+
+
+def test_readme_lab_table_is_built_from_the_timing_log(tmp_path):
+    copy = tmp_path / "README.md"
+    copy.write_text((REPO / "README.md").read_text())
+    changed = authoring.update_readme(copy, REPO / "solutions", REPO / authoring.TIMINGS)
+    assert not changed, "README's lab table is stale: run `make labs` (or `make reference`) and commit"
+    for path in SOLUTIONS:
+        assert f"labs/{path.name}" in copy.read_text()

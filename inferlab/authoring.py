@@ -33,6 +33,11 @@ class SolutionMarkerError(ValueError):
     pass
 
 
+def lab_notebooks(folder: Path) -> list[Path]:
+    """The lab notebooks of a folder (NN-slug.ipynb), without in-progress or temporary copies."""
+    return [p for p in sorted(folder.glob("[0-9][0-9]-*.ipynb")) if "." not in p.stem]
+
+
 def stub_source(source: str, where: str = "cell") -> str:
     """Replace each solution region in one cell's source by a NotImplementedError stub."""
     out, inside, lines = [], False, source.split("\n")
@@ -79,7 +84,7 @@ def generate_labs(solutions: Path, labs: Path) -> list[Path]:
     """Write labs/ from solutions/; return the files whose content changed."""
     labs.mkdir(parents=True, exist_ok=True)
     changed = []
-    for src in sorted(solutions.glob("[0-9][0-9]-*.ipynb")):
+    for src in lab_notebooks(solutions):
         text = dumps(learner_notebook(nbformat.read(src, as_version=4), src.name))
         dest = labs / src.name
         if not dest.exists() or dest.read_text(encoding="utf-8") != text:
@@ -183,11 +188,12 @@ def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None
     """
     from tqdm.auto import tqdm
     from inferlab.grading import execute
-    notebooks = [p for p in sorted(solutions.glob("[0-9][0-9]-*.ipynb"))
+    notebooks = [p for p in lab_notebooks(solutions)
                  if not only or any(p.name.startswith(o) for o in only)]
     rows = []
     for src in tqdm(notebooks, desc="labs", unit="lab"):
-        dest = (out_dir / src.name) if out_dir else src.with_suffix(".executing.ipynb")
+        # In place, the run goes to a hidden sibling first: a failed run never clobbers the solution.
+        dest = (out_dir / src.name) if out_dir else src.with_name(f".{src.stem}.executing.ipynb")
         dest.parent.mkdir(parents=True, exist_ok=True)
         run = execute(src, dest, cwd=src.parent, parameters=parameters, timeout=timeout)
         if run.status == "ok":
@@ -232,7 +238,7 @@ def lab_title(path: Path) -> str:
 def lab_table(solutions: Path, timings: dict) -> str:
     """Markdown table of the labs with their measured CPU wall time from the timing log."""
     rows = ["| Lab | Topic | Chapter | CPU wall time (measured) |", "|---|---|---|---|"]
-    for path in sorted(solutions.glob("[0-9][0-9]-*.ipynb")):
+    for path in lab_notebooks(solutions):
         t = timings.get(path.stem)
         wall = f"{t['seconds'] / 60:.1f} min ({t['machine']})" if t else "not measured yet"
         rows.append(f"| [{path.stem}](labs/{path.name}) | {lab_title(path)} | "

@@ -7,12 +7,12 @@ import pytest
 from inferlab import authoring
 
 REPO = Path(__file__).resolve().parent.parent
-SOLUTIONS = sorted((REPO / "solutions").glob("[0-9][0-9]-*.ipynb"))
+SOLUTIONS = authoring.lab_notebooks(REPO / "solutions")
 
 
 def test_there_are_solutions_and_each_has_a_lab():
     assert SOLUTIONS, "no solution notebooks found"
-    assert [p.name for p in SOLUTIONS] == sorted(p.name for p in (REPO / "labs").glob("[0-9][0-9]-*.ipynb"))
+    assert [p.name for p in SOLUTIONS] == [p.name for p in authoring.lab_notebooks(REPO / "labs")]
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)

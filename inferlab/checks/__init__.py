@@ -32,6 +32,9 @@ class Verdict:
     detail: str
     hint: str = ""
 
+    def _ipython_display_(self) -> None:
+        """The verdict line is already printed; as a cell's last value it shows nothing more."""
+
     def line(self) -> str:
         if self.passed:
             return f"PASS {self.name}" + (f": {self.detail}" if self.detail else "")

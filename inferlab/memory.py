@@ -1,13 +1,16 @@
 """How much GPU memory does a model need? Memory math from a Hugging Face ``config.json``.
 
 Everything here is arithmetic on the config: no weights are downloaded and no torch
-is imported. The pieces of an inference-time memory budget are
+is imported. (The measurement helpers at the end take torch objects that a caller
+already has; they import torch only when called.) The pieces of an inference-time
+memory budget are
 
     total = weights + KV cache + activations + overhead
 
 * weights      = param_count * bytes_per_param(dtype)
 * KV cache     = kv_bytes_per_token * context * batch
-* activations  = transient buffers of one prefill chunk (see :func:`activation_bytes`)
+* activations  = transient buffers of one scheduler step of at most
+                 ``max_batched_tokens`` tokens (see :func:`activation_bytes`)
 * overhead     = CUDA context + allocator slack, a documented constant
                  (see :func:`overhead_bytes`)
 
@@ -59,6 +62,14 @@ ALLOCATOR_SLACK_BYTES = 512 * 2**20
 MAX_GPUS = 8
 
 DEFAULT_CONTEXTS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
+
+# Tokens one forward pass (one scheduler step) may carry. Engines with chunked prefill
+# split long prompts and big batches into steps of at most this many tokens, so the
+# activation peak stops growing with batch * context. 8192 is vLLM's default
+# max_num_batched_tokens for `vllm serve` on H100/H200-class GPUs (vLLM 0.32,
+# vllm/engine/arg_utils.py; smaller GPUs get 2048, the offline LLM class 8192-16384).
+# Pass max_batched_tokens=None to model an engine that prefills the whole batch at once.
+DEFAULT_MAX_BATCHED_TOKENS = 8192
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -442,27 +453,40 @@ def kv_bytes_per_token(cfg: Any, kv_dtype: str = "bf16") -> int:
     return math.ceil(kv_elements_per_token(cfg) * dtype_bytes(kv_dtype))
 
 
-def activation_bytes(cfg: Any, batch: int, context: int, dtype: str = "bf16") -> int:
-    """Peak transient memory of one prefill forward over batch*context tokens.
+def activation_bytes(cfg: Any, batch: int, context: int, dtype: str = "bf16",
+                     max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> int:
+    """Peak transient memory of the largest forward pass serving `batch` sequences of
+    `context` tokens.
+
+    The pass carries tokens = min(batch*context, max_batched_tokens): an engine with
+    chunked prefill (vLLM's max_num_batched_tokens, default here
+    DEFAULT_MAX_BATCHED_TOKENS = 8192) never runs a bigger step, however many sequences
+    it holds. max_batched_tokens=None models prefilling the whole batch in one pass,
+    tokens = batch*context.
 
     Inference keeps no activations between layers, so the peak is the widest moment
     inside one layer: the MLP, where the residual stream and the normed input
     (2*hidden) are live next to gate, up and act(gate)*up (3*ffn_width). Attention
     is assumed to run in a fused kernel (FlashAttention/SDPA), so no context^2 score
-    matrix is materialised. Logits are computed for the last position only (as vLLM
-    and transformers' generate do), in fp32.
+    matrix is materialised. Logits are computed for the last position of each
+    sequence in the step only (as vLLM and transformers' generate do), in fp32: at most
+    rows = min(batch, tokens) of them.
 
-        tokens * (2*hidden + 3*ffn_width) * bytes(dtype) + batch * vocab * 4
+        tokens * (2*hidden + 3*ffn_width) * bytes(dtype) + rows * vocab * 4
 
     ffn_width is the dense intermediate size, or for MoE the experts one token uses
     (experts_per_token * moe_intermediate + shared_intermediate), whichever is larger.
     """
     s = _shape(cfg)
     tokens = batch * context
+    if max_batched_tokens is not None:
+        if max_batched_tokens < 1:
+            raise ValueError(f"max_batched_tokens must be >= 1 or None (got {max_batched_tokens})")
+        tokens = min(tokens, max_batched_tokens)
     moe_width = s.experts_per_token * s.moe_intermediate + s.shared_intermediate
     ffn_width = max(s.intermediate, moe_width)
     per_token = (2 * s.hidden + 3 * ffn_width) * dtype_bytes(dtype)
-    logits = batch * s.vocab * 4
+    logits = min(batch, tokens) * s.vocab * 4
     return math.ceil(tokens * per_token + logits)
 
 
@@ -499,11 +523,14 @@ def gpus_needed(total: int, gpu_memory_bytes: int, usable_fraction: float = USAB
 
 
 def estimate(cfg: Any, dtype: str = "bf16", kv_dtype: str = "bf16", context: int = 4096,
-             batch: int = 1, gpus: Iterable | None = None) -> dict:
+             batch: int = 1, gpus: Iterable | None = None,
+             max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> dict:
     """Full memory budget for serving `batch` sequences of `context` tokens.
 
     total_bytes = weight_bytes + kv_bytes + activation_bytes + overhead_bytes, with
-    kv_bytes = kv_bytes_per_token * context * batch. ``fits`` maps each GPU name (all of
+    kv_bytes = kv_bytes_per_token * context * batch and activation_bytes the peak of one
+    step of at most `max_batched_tokens` tokens (None: the whole batch in one pass; see
+    :func:`activation_bytes`). ``fits`` maps each GPU name (all of
     the catalog unless `gpus` names some) to the smallest count of that GPU whose usable
     memory (USABLE_FRACTION of the total) holds total_bytes, None if more than 8.
     """
@@ -514,7 +541,7 @@ def estimate(cfg: Any, dtype: str = "bf16", kv_dtype: str = "bf16", context: int
     parts = {
         "weight_bytes": weight_bytes(s, dtype),
         "kv_bytes": per_token * context * batch,
-        "activation_bytes": activation_bytes(s, batch, context, dtype),
+        "activation_bytes": activation_bytes(s, batch, context, dtype, max_batched_tokens),
         "overhead_bytes": overhead_bytes(),
     }
     total = sum(parts.values())
@@ -529,6 +556,7 @@ def estimate(cfg: Any, dtype: str = "bf16", kv_dtype: str = "bf16", context: int
         "kv_dtype": kv_dtype,
         "context": context,
         "batch": batch,
+        "max_batched_tokens": max_batched_tokens,
         "params": param_count(s),
         "active_params": active_param_count(s),
         "kv_bytes_per_token": per_token,
@@ -540,30 +568,40 @@ def estimate(cfg: Any, dtype: str = "bf16", kv_dtype: str = "bf16", context: int
     }
 
 
-def _fits(cfg: ModelShape, batch: int, context: int, dtype: str, kv_dtype: str, budget: float) -> bool:
-    est = estimate(cfg, dtype, kv_dtype, context=context, batch=batch, gpus=[])
+def _fits(cfg: ModelShape, batch: int, context: int, dtype: str, kv_dtype: str, budget: float,
+          max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> bool:
+    est = estimate(cfg, dtype, kv_dtype, context=context, batch=batch, gpus=[],
+                   max_batched_tokens=max_batched_tokens)
     return est["total_bytes"] <= budget
 
 
 def max_batch_context(cfg: Any, gpu: Any, dtype: str = "bf16", kv_dtype: str = "bf16",
-                      contexts: Iterable[int] = DEFAULT_CONTEXTS, count: int = 1) -> dict[int, int]:
+                      contexts: Iterable[int] = DEFAULT_CONTEXTS, count: int = 1,
+                      max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> dict[int, int]:
     """For each context length, the largest batch whose estimate fits in
     count * memory * USABLE_FRACTION of `gpu` (a name or hardware.GPU); 0 if none does.
+
+    Activations are those of one step of at most `max_batched_tokens` tokens (chunked
+    prefill, as vLLM schedules); None assumes the whole batch is prefilled in one pass,
+    which makes the activation term grow with batch * context and the answer smaller.
     total_bytes grows with batch, so a doubling-then-bisection search is exact."""
     s = _shape(cfg)
     (device,) = _gpu_list([gpu])
     budget = count * device.memory_bytes * USABLE_FRACTION
     result = {}
     for context in contexts:
-        if not _fits(s, 1, context, dtype, kv_dtype, budget):
+        def fits(batch: int) -> bool:
+            return _fits(s, batch, context, dtype, kv_dtype, budget, max_batched_tokens)
+
+        if not fits(1):
             result[context] = 0
             continue
         low, high = 1, 2
-        while _fits(s, high, context, dtype, kv_dtype, budget):
+        while fits(high):
             low, high = high, high * 2
         while high - low > 1:  # invariant: low fits, high does not
             mid = (low + high) // 2
-            if _fits(s, mid, context, dtype, kv_dtype, budget):
+            if fits(mid):
                 low = mid
             else:
                 high = mid
@@ -582,6 +620,13 @@ def _format_params(n: int) -> str:
     return f"{n:,} ({n / 1e9:.2f} B)"
 
 
+def _activation_note(est: dict) -> str:
+    step = est.get("max_batched_tokens")
+    if step is None:
+        return "peak of prefilling the whole batch in one pass"
+    return f"peak of one step of <= {step:,} tokens"
+
+
 def format_report(est: dict) -> str:
     """Readable table of an :func:`estimate` result. GiB = 2**30 bytes, GB = 10**9 bytes."""
     lines = [
@@ -594,7 +639,7 @@ def format_report(est: dict) -> str:
         f"  {'weights':<18}{format_bytes(est['weight_bytes'])}",
         f"  {'KV cache':<18}{format_bytes(est['kv_bytes'])}"
         f"  [{est['kv_bytes_per_token']:,} B/token x {est['context']:,} x {est['batch']}]",
-        f"  {'activations':<18}{format_bytes(est['activation_bytes'])}  [peak of one prefill]",
+        f"  {'activations':<18}{format_bytes(est['activation_bytes'])}  [{_activation_note(est)}]",
         f"  {'overhead':<18}{format_bytes(est['overhead_bytes'])}  [CUDA context + allocator]",
         f"  {'total':<18}{format_bytes(est['total_bytes'])}",
     ]
@@ -614,7 +659,8 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     """Register ``vram`` on an argparse subparsers object.
 
     inferlab vram --config PATH|DIR|NAME [--dtype bf16] [--kv-dtype bf16]
-                  [--context 4096] [--batch 1] [--gpus H100,L4] [--json]
+                  [--context 4096] [--batch 1] [--max-batched-tokens 8192]
+                  [--gpus H100,L4] [--json]
     """
     dtypes = sorted(DTYPE_BYTES)
     parser = subparsers.add_parser(
@@ -629,6 +675,10 @@ def add_cli(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--kv-dtype", default="bf16", choices=dtypes, help="KV-cache dtype (default bf16)")
     parser.add_argument("--context", type=int, default=4096, help="tokens per sequence (default 4096)")
     parser.add_argument("--batch", type=int, default=1, help="concurrent sequences (default 1)")
+    parser.add_argument("--max-batched-tokens", type=int, default=DEFAULT_MAX_BATCHED_TOKENS,
+                        help="tokens per forward step, as with chunked prefill (default "
+                             f"{DEFAULT_MAX_BATCHED_TOKENS}, vLLM's serve default on H100); "
+                             "0 = prefill the whole batch in one pass")
     parser.add_argument("--gpus", default=None, help="comma-separated GPU names for the fits table (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=run_vram)
@@ -639,8 +689,10 @@ def run_vram(args: argparse.Namespace) -> int:
     """Handler for ``inferlab vram``. Bad input: one line on stderr and exit status 2."""
     try:
         gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+        step = getattr(args, "max_batched_tokens", DEFAULT_MAX_BATCHED_TOKENS)
         est = estimate(load_config(args.config), dtype=args.dtype, kv_dtype=args.kv_dtype,
-                       context=args.context, batch=args.batch, gpus=gpus)
+                       context=args.context, batch=args.batch, gpus=gpus,
+                       max_batched_tokens=None if step == 0 else step)
     except ValueError as exc:
         print(f"inferlab vram: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -651,3 +703,75 @@ def run_vram(args: argparse.Namespace) -> int:
 def shape_dict(cfg: Any) -> dict:
     """ModelShape as a plain dict (handy in notebooks)."""
     return asdict(_shape(cfg))
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _unique_storage_bytes(tensors: Iterable) -> int:
+    """Bytes of the distinct storages behind `tensors`: a storage shared by several
+    tensors (tied weights, views) is counted once, in full."""
+    seen: set = set()
+    total = 0
+    for tensor in tensors:
+        if tensor is None:
+            continue
+        storage = tensor.untyped_storage()
+        key = (str(tensor.device), storage.data_ptr(), storage.nbytes())
+        if key in seen:
+            continue
+        seen.add(key)
+        total += storage.nbytes()
+    return total
+
+
+def tensor_bytes(model: Any, buffers: bool = True) -> int:
+    """Measured bytes a torch module holds in tensors: every distinct parameter storage
+    (tied weights once) and, unless ``buffers=False``, its buffers (e.g. the rotary
+    ``inv_freq`` tables, which are not weights and which no config formula counts)."""
+    tensors = list(model.parameters())
+    if buffers:
+        tensors += list(model.buffers())
+    return _unique_storage_bytes(tensors)
+
+
+def _cache_tensors(cache: Any) -> list:
+    """Key and value tensors of a transformers Cache (``.layers`` with ``.keys``/``.values``,
+    transformers >= 4.56) or of the legacy tuple of (key, value) pairs per layer."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        tensors = []
+        for layer in layers:
+            tensors += [getattr(layer, "keys", None), getattr(layer, "values", None)]
+        return tensors
+    return [t for pair in cache for t in pair]
+
+
+def kv_cache_bytes(past_key_values: Any) -> int:
+    """Measured bytes of the key and value tensors a KV cache holds (after a forward
+    pass with use_cache=True: ``outputs.past_key_values``)."""
+    return _unique_storage_bytes(_cache_tensors(past_key_values))
+
+
+def measure_gpu_peak(fn: Any, device: Any = None) -> dict:
+    """Run ``fn()`` on a CUDA device and report what the PyTorch allocator saw.
+
+    Returns before_bytes (torch.cuda.memory_allocated before the call), peak_bytes
+    (torch.cuda.max_memory_allocated during it, after resetting the peak), after_bytes
+    and fn's return value under "result". These count tensors only: the CUDA context
+    and the allocator's cached-but-free blocks (memory_reserved) are not included.
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("measure_gpu_peak needs a CUDA GPU and torch cannot see one")
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    result = fn()
+    torch.cuda.synchronize(device)
+    return {
+        "before_bytes": before,
+        "peak_bytes": torch.cuda.max_memory_allocated(device),
+        "after_bytes": torch.cuda.memory_allocated(device),
+        "result": result,
+    }

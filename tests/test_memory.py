@@ -206,9 +206,25 @@ def test_weight_bytes_scale_with_dtype():
 
 
 def test_activation_bytes_formula():
-    # tokens * (2*hidden + 3*intermediate) * bytes + batch * vocab * 4
+    # tokens * (2*hidden + 3*intermediate) * bytes + batch * vocab * 4 (step below the cap)
     expected = 2 * 100 * (2 * 4096 + 3 * 14336) * 2 + 2 * 128256 * 4
     assert memory.activation_bytes("llama-3.1-8b", batch=2, context=100) == expected
+
+
+def test_activation_bytes_of_one_chunked_step():
+    # 8 x 4096 tokens are served in steps of at most 8192 tokens (vLLM's max_num_batched_tokens)
+    assert memory.DEFAULT_MAX_BATCHED_TOKENS == 8192
+    per_token = (2 * 4096 + 3 * 14336) * 2
+    step = 8192 * per_token + 8 * 128256 * 4
+    assert memory.activation_bytes("llama-3.1-8b", batch=8, context=4096) == step
+    assert memory.activation_bytes("llama-3.1-8b", 8, 4096, max_batched_tokens=2048) == 2048 * per_token + 8 * 128256 * 4
+    # None: the whole batch in one pass, the model's earlier behaviour
+    assert memory.activation_bytes("llama-3.1-8b", 8, 4096, max_batched_tokens=None) == 32768 * per_token + 8 * 128256 * 4
+    # once a step is full, only the logits (one row per sequence, at most one per token) grow
+    assert memory.activation_bytes("llama-3.1-8b", 8, 131072) == step
+    assert memory.activation_bytes("llama-3.1-8b", 10_000, 4096) == 8192 * per_token + 8192 * 128256 * 4
+    with pytest.raises(ValueError, match="max_batched_tokens"):
+        memory.activation_bytes("llama-3.1-8b", 1, 10, max_batched_tokens=0)
 
 
 def test_overhead_is_one_gib():
@@ -226,6 +242,8 @@ def test_estimate_keys_and_arithmetic():
     est = memory.estimate("llama-3.1-8b", context=4096, batch=8)
     assert ESTIMATE_KEYS <= set(est)
     assert est["kv_bytes"] == 131_072 * 4096 * 8
+    assert est["max_batched_tokens"] == memory.DEFAULT_MAX_BATCHED_TOKENS
+    assert est["activation_bytes"] == memory.activation_bytes("llama-3.1-8b", 8, 4096)
     parts = ("weight_bytes", "kv_bytes", "activation_bytes", "overhead_bytes")
     assert est["total_bytes"] == sum(est[k] for k in parts)
     assert set(est["fits"]) == set(hardware.CATALOG)
@@ -259,6 +277,20 @@ def test_max_batch_context_is_the_largest_fitting_batch():
     assert result[4096] > result[32768]
 
 
+def test_max_batch_context_with_chunked_prefill_and_in_one_pass():
+    contexts = (4096, 32768)
+    chunked = memory.max_batch_context("llama-3.1-8b", "H100", contexts=contexts)
+    one_pass = memory.max_batch_context("llama-3.1-8b", "H100", contexts=contexts, max_batched_tokens=None)
+    # one pass: activations grow with batch*context (the 62 of the chapter); chunked: one step's worth
+    assert one_pass == {4096: 62, 32768: 7}
+    assert chunked == {4096: 110, 32768: 13}
+    budget = hardware.get_gpu("H100").memory_bytes * memory.USABLE_FRACTION
+    for context, batch in chunked.items():
+        fits = memory.estimate("llama-3.1-8b", context=context, batch=batch, gpus=[])
+        over = memory.estimate("llama-3.1-8b", context=context, batch=batch + 1, gpus=[])
+        assert fits["total_bytes"] <= budget < over["total_bytes"]
+
+
 def test_max_batch_context_zero_when_nothing_fits():
     assert memory.max_batch_context("llama-3.1-70b", "T4", "bf16", "bf16", contexts=(2048,)) == {2048: 0}
     two = memory.max_batch_context("llama-3.1-70b", "H100", "bf16", "bf16", contexts=(2048,), count=2)
@@ -268,6 +300,9 @@ def test_max_batch_context_zero_when_nothing_fits():
 def test_format_report_says_its_units():
     report = memory.format_report(memory.estimate("llama-3.1-8b"))
     assert "GiB" in report and "GB" in report and "H100" in report
+    assert "one step of <= 8,192 tokens" in report
+    one_pass = memory.format_report(memory.estimate("llama-3.1-8b", max_batched_tokens=None))
+    assert "whole batch in one pass" in one_pass
 
 
 # ----------------------------------------------------------------------------- loading and errors
@@ -337,6 +372,16 @@ def test_cli_json_in_process(capsys):
     assert est["kv_bytes"] == 131_072 * 4096 * 8
 
 
+def test_cli_max_batched_tokens(capsys):
+    parser = _vram_parser()
+    for flag, step in [([], 8192), (["--max-batched-tokens", "2048"], 2048), (["--max-batched-tokens", "0"], None)]:
+        args = parser.parse_args(["vram", "--config", "llama-3.1-8b", "--batch", "8", "--json", *flag])
+        assert args.func(args) == 0
+        est = json.loads(capsys.readouterr().out)
+        assert est["max_batched_tokens"] == step
+        assert est["activation_bytes"] == memory.activation_bytes("llama-3.1-8b", 8, 4096, max_batched_tokens=step)
+
+
 def test_cli_table_accepts_a_directory(tmp_path, capsys):
     (tmp_path / "config.json").write_text(memory.shipped_configs()["mixtral-8x7b"].read_text())
     args = _vram_parser().parse_args(["vram", "--config", str(tmp_path), "--gpus", "h100,a100-80g"])
@@ -375,3 +420,38 @@ def test_cli_subprocess_bad_config():
     assert result.stderr.startswith("inferlab vram: error: ")
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+# ----------------------------------------------------------------------------- measuring tensors
+
+def test_tensor_bytes_counts_a_shared_tensor_once():
+    torch = pytest.importorskip("torch")
+    emb = torch.nn.Embedding(10, 4)
+    head = torch.nn.Linear(4, 10, bias=False)
+    head.weight = emb.weight  # tied
+    model = torch.nn.ModuleDict({"emb": emb, "head": head}).to(torch.bfloat16)
+    model.register_buffer("table", torch.zeros(3, dtype=torch.float32), persistent=False)
+    assert memory.tensor_bytes(model, buffers=False) == 10 * 4 * 2
+    assert memory.tensor_bytes(model) == 10 * 4 * 2 + 3 * 4
+
+
+def test_kv_cache_bytes_of_a_dynamic_cache_and_of_legacy_tuples():
+    torch = pytest.importorskip("torch")
+    cache_utils = pytest.importorskip("transformers.cache_utils")
+    cache = cache_utils.DynamicCache()
+    for layer in range(3):
+        k = torch.zeros(1, 2, 5, 8, dtype=torch.float16)
+        cache.update(k, k.clone(), layer)
+    assert memory.kv_cache_bytes(cache) == 3 * 2 * (2 * 5 * 8) * 2
+    legacy = [(torch.zeros(1, 2, 5, 8), torch.zeros(1, 2, 5, 8)) for _ in range(2)]
+    assert memory.kv_cache_bytes(legacy) == 2 * 2 * 80 * 4
+
+
+def test_measure_gpu_peak_says_it_needs_cuda():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        run = memory.measure_gpu_peak(lambda: torch.ones(1024, device="cuda").sum().item())
+        assert run["peak_bytes"] >= run["before_bytes"] and run["result"] == 1024
+    else:
+        with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
+            memory.measure_gpu_peak(lambda: None)

@@ -215,6 +215,30 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+TIME_FIELD = re.compile(r"^\*\*Time\*\*:.*$", re.M)
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def time_line(seconds: float, machine: str) -> str:
+    return (f"**Time**: {duration(seconds)} to execute on the CPU profile ({machine}; measured by "
+            "`make reference`, see `timings/cpu-reference.json`), plus the time you spend on the exercises.")
+
+
+def stamp_time(solution: Path, seconds: float, machine: str) -> bool:
+    """Write the measured wall time into the header's **Time** line; True when it changed."""
+    nb = nbformat.read(solution, as_version=4)
+    header = nb.cells[0]
+    new = TIME_FIELD.sub(time_line(seconds, machine), header.source, count=1)
+    if new == header.source:
+        return False
+    header.source = new
+    nbformat.write(nb, solution)
+    return True
+
+
 def record_timings(rows: list[dict], path: Path, machine: str) -> None:
     """Merge this run's wall times into the timing log the README's lab table is built from."""
     log = json.loads(path.read_text()) if path.exists() else {}
@@ -240,7 +264,7 @@ def lab_table(solutions: Path, timings: dict) -> str:
     rows = ["| Lab | Topic | Chapter | CPU wall time (measured) |", "|---|---|---|---|"]
     for path in lab_notebooks(solutions):
         t = timings.get(path.stem)
-        wall = f"{t['seconds'] / 60:.1f} min ({t['machine']})" if t else "not measured yet"
+        wall = f"{duration(t['seconds'])} ({t['machine']})" if t else "not measured yet"
         rows.append(f"| [{path.stem}](labs/{path.name}) | {lab_title(path)} | "
                     f"[{path.stem}.md](content/{path.stem}.md) | {wall} |")
     return "\n".join(rows)

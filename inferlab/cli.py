@@ -54,6 +54,9 @@ def _labs(args) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         rows = authoring.run_solutions(solutions, None, None, args.only)
         authoring.record_timings(rows, REPO / authoring.TIMINGS, _machine())
+        for row in rows:
+            if row["status"] == "ok":
+                authoring.stamp_time(solutions / f"{row['lab']}.ipynb", row["seconds"], _machine())
         authoring.generate_labs(solutions, labs)
         authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
     print(authoring.format_rows(rows))
@@ -61,7 +64,7 @@ def _labs(args) -> int:
 
 
 def _machine() -> str:
-    return f"{os.cpu_count()} cores, {platform.machine()}, {platform.system()}"
+    return f"{os.cpu_count()} cores, {platform.machine()}"
 
 
 def build_parser() -> argparse.ArgumentParser:

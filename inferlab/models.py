@@ -132,6 +132,8 @@ def load(profile, dtype: str | None = None):
     """Load (model, tokenizer) for a resolved Profile with transformers, in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()  # a loading bar per cell is noise in a lab's outputs
     torch_dtype = getattr(torch, dtype or profile.dtype)
     tokenizer = AutoTokenizer.from_pretrained(profile.model)
     model = AutoModelForCausalLM.from_pretrained(profile.model, dtype=torch_dtype).to(profile.device)

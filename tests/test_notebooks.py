@@ -60,3 +60,13 @@ def test_readme_lab_table_is_built_from_the_timing_log(tmp_path):
     assert not changed, "README's lab table is stale: run `make labs` (or `make reference`) and commit"
     for path in SOLUTIONS:
         assert f"labs/{path.name}" in copy.read_text()
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_header_time_is_the_measured_one(path):
+    import json
+    log = json.loads((REPO / authoring.TIMINGS).read_text())
+    assert path.stem in log, f"{path.stem} has no measured time: run `make reference`"
+    header = nbformat.read(path, as_version=4).cells[0].source
+    expected = authoring.time_line(log[path.stem]["seconds"], log[path.stem]["machine"])
+    assert expected in header, "the header's **Time** line differs from timings/cpu-reference.json"

@@ -6,13 +6,11 @@ through tests/nbcode.py. The wrong answers below are mistakes a learner could ma
 import pytest
 import torch
 
-from inferlab import models
 from inferlab.checks import anatomy as chk
 
 import nbcode
 
 LAB = "01-anatomy"
-needs_model = pytest.mark.skipif(not models.embedded_ready(), reason="embedded model not prepared (make setup)")
 
 
 @pytest.fixture(scope="module")
@@ -23,23 +21,6 @@ def sol():
 @pytest.fixture(scope="module")
 def stub():
     return nbcode.stub(LAB)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    if not models.embedded_ready():
-        pytest.skip("embedded model not prepared (make setup)")
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(models.embedded_model_dir())
-
-
-@pytest.fixture(scope="module")
-def model():
-    if not models.embedded_ready():
-        pytest.skip("embedded model not prepared (make setup)")
-    from transformers import AutoModelForCausalLM
-    m = AutoModelForCausalLM.from_pretrained(models.embedded_model_dir(), dtype=torch.float32)
-    return m.eval()
 
 
 def passes(check, *args):
@@ -390,13 +371,11 @@ def decode_forgets_cache(model, input_ids, max_new_tokens, pick, eos_token_id=No
         out = model(input_ids=next_id, use_cache=True)          # no past_key_values: the context is lost
 
 
-@needs_model
 def test_decode_solution_and_stub(sol, stub, model, tokenizer):
     assert passes(chk.check_decode_with_cache, sol["decode_with_cache"], model, tokenizer)
     assert not passes(chk.check_decode_with_cache, stub["decode_with_cache"], model, tokenizer)
 
 
-@needs_model
 def test_decode_solution_matches_model_generate(sol, model, tokenizer):
     """The oracle behind the check: the hand loop equals transformers' greedy generate."""
     messages = [{"role": "user", "content": "Give me two facts about octopuses."}]
@@ -409,7 +388,6 @@ def test_decode_solution_matches_model_generate(sol, model, tokenizer):
     assert mine[:len(theirs)] == theirs
 
 
-@needs_model
 @pytest.mark.parametrize("wrong", [decode_no_cache, decode_prefill_token_by_token, decode_returns_list,
                                    decode_ignores_pick, decode_ignores_eos, decode_drops_eos, decode_forgets_cache])
 def test_decode_rejects(wrong, model, tokenizer):

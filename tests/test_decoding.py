@@ -4,25 +4,9 @@ import math
 import pytest
 import torch
 
-from inferlab import decoding, models
+from inferlab import decoding
 
 NEG_INF = float("-inf")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    if not models.embedded_ready():
-        pytest.skip("embedded model not prepared (make setup)")
-    from transformers import AutoTokenizer
-    return AutoTokenizer.from_pretrained(models.embedded_model_dir())
-
-
-@pytest.fixture(scope="module")
-def model():
-    if not models.embedded_ready():
-        pytest.skip("embedded model not prepared (make setup)")
-    from transformers import AutoModelForCausalLM
-    return AutoModelForCausalLM.from_pretrained(models.embedded_model_dir(), dtype=torch.float32).eval()
 
 
 def kept(z):

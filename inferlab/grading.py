@@ -154,7 +154,7 @@ def grade(notebook: Path, *, timeout: float = 1800, cell_timeout: float = 900,
         else:
             checks.append({"name": check, "passed": v["passed"], "detail": v["detail"]})
     status = {"ok": "completed", "error": "completed with errors"}.get(run.status, run.status)
-    return GradeReport(name, lab, status, run.message, round(run.seconds, 1), checks,
+    return GradeReport(name, Path(lab).stem if lab else None, status, run.message, round(run.seconds, 1), checks,
                        sum(c["passed"] for c in checks), len(checks))
 
 

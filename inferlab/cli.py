@@ -63,6 +63,34 @@ def _labs(args) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
+def _serve(args) -> int:
+    """Run an engine in the foreground until Ctrl-C or SIGTERM; the engine goes down with us."""
+    import signal
+    import time
+    from inferlab import engines, models, profiles
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_sigterm)
+    profile = profiles.resolve(args.profile, args.model)
+    print(f"starting {args.engine} with {models.display_name(profile.model)} on {engines.HOST} "
+          f"(profile {profile.name}); this takes a while...", flush=True)
+    try:
+        with engines.serve(args.engine, profile=profile, port=args.port, timeout=args.timeout,
+                           kv_cache_gib=args.kv_cache_gib, extra_args=args.extra) as server:
+            print(f"ready after {server.startup_seconds:.0f} s: {server.base_url}  "
+                  f"(model name {server.model_name!r}, engine log {server.log_path})", flush=True)
+            print("Ctrl-C stops the server.", flush=True)
+            while server.alive():
+                time.sleep(0.5)
+            print(f"the engine exited with code {server.proc.returncode}; last lines of its log:\n"
+                  f"{server.log_tail(30)}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:
+        print("stopped.", flush=True)
+        return 0
+
+
 def _machine() -> str:
     return f"{os.cpu_count()} cores, {platform.machine()}"
 
@@ -93,13 +121,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", help="lab number prefixes, e.g. 01 02")
     p.set_defaults(func=_labs)
 
+    p = sub.add_parser("serve", help="run an inference engine in the foreground; Ctrl-C stops it",
+                       description="Start an OpenAI-compatible server on 127.0.0.1, print its base URL once "
+                                   "healthy, and stop it (all of its processes) on Ctrl-C or SIGTERM. "
+                                   "Engine flags go after '--', e.g. inferlab serve vllm -- --max-model-len 2048")
+    p.add_argument("engine", choices=["vllm"])
+    p.add_argument("--model", help="local Hugging Face directory or hub id (default: the profile's model)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--kv-cache-gib", type=float, help="KV-cache size in GiB (default on CPU: 1)")
+    p.add_argument("--profile", choices=["auto", "cpu", "gpu"], default="auto")
+    p.add_argument("--timeout", type=float, help="seconds to become healthy (default 300 on CPU, 1200 on GPU)")
+    p.set_defaults(func=_serve, extra=[])
+
     from inferlab import memory
     memory.add_cli(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if argv[:1] == ["serve"] and "--" in argv:     # engine flags after "--" go to the engine untouched
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
+    if extra:
+        args.extra = extra
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:

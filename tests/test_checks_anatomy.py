@@ -13,15 +13,6 @@ import nbcode
 LAB = "01-anatomy"
 
 
-@pytest.fixture(scope="module")
-def sol():
-    return nbcode.solution(LAB)
-
-
-@pytest.fixture(scope="module")
-def stub():
-    return nbcode.stub(LAB)
-
 
 def passes(check, *args):
     verdict = check(*args)
@@ -53,8 +44,8 @@ def prompt_last_message_only(tokenizer, messages):
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def test_prompt_ids_solution_and_stub(sol, stub, tokenizer):
-    assert passes(chk.check_prompt_ids, sol["build_prompt_ids"], tokenizer)
+def test_prompt_ids_solution_and_stub(solution, stub, tokenizer):
+    assert passes(chk.check_prompt_ids, solution["build_prompt_ids"], tokenizer)
     assert not passes(chk.check_prompt_ids, stub["build_prompt_ids"], tokenizer)
 
 
@@ -87,8 +78,8 @@ def greedy_by_sampling(logits):
     return torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(0)).reshape(logits.shape[:-1])
 
 
-def test_greedy_solution_and_stub(sol, stub):
-    assert passes(chk.check_greedy, sol["greedy"])
+def test_greedy_solution_and_stub(solution, stub):
+    assert passes(chk.check_greedy, solution["greedy"])
     assert not passes(chk.check_greedy, stub["greedy"])
 
 
@@ -113,8 +104,8 @@ def temperature_probabilities(logits, t):
     return (logits / t).softmax(-1)
 
 
-def test_temperature_solution_and_stub(sol, stub):
-    assert passes(chk.check_temperature, sol["apply_temperature"])
+def test_temperature_solution_and_stub(solution, stub):
+    assert passes(chk.check_temperature, solution["apply_temperature"])
     assert not passes(chk.check_temperature, stub["apply_temperature"])
 
 
@@ -171,8 +162,8 @@ def top_k_no_off_switch(logits, k):
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
-def test_top_k_solution_and_stub(sol, stub):
-    assert passes(chk.check_top_k, sol["top_k_filter"])
+def test_top_k_solution_and_stub(solution, stub):
+    assert passes(chk.check_top_k, solution["top_k_filter"])
     assert not passes(chk.check_top_k, stub["top_k_filter"])
 
 
@@ -236,8 +227,8 @@ def top_p_can_keep_nothing(logits, p):
     return logits.masked_fill(drop, float("-inf"))
 
 
-def test_top_p_solution_and_stub(sol, stub):
-    assert passes(chk.check_top_p, sol["top_p_filter"])
+def test_top_p_solution_and_stub(solution, stub):
+    assert passes(chk.check_top_p, solution["top_p_filter"])
     assert not passes(chk.check_top_p, stub["top_p_filter"])
 
 
@@ -280,8 +271,8 @@ def sample_intersection(logits, temperature=1.0, top_k=0, top_p=1.0, generator=N
     return torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
 
 
-def test_sample_solution_and_stub(sol, stub):
-    assert passes(chk.check_sample, sol["sample"])
+def test_sample_solution_and_stub(solution, stub):
+    assert passes(chk.check_sample, solution["sample"])
     assert not passes(chk.check_sample, stub["sample"])
 
 
@@ -371,16 +362,16 @@ def decode_forgets_cache(model, input_ids, max_new_tokens, pick, eos_token_id=No
         out = model(input_ids=next_id, use_cache=True)          # no past_key_values: the context is lost
 
 
-def test_decode_solution_and_stub(sol, stub, model, tokenizer):
-    assert passes(chk.check_decode_with_cache, sol["decode_with_cache"], model, tokenizer)
+def test_decode_solution_and_stub(solution, stub, model, tokenizer):
+    assert passes(chk.check_decode_with_cache, solution["decode_with_cache"], model, tokenizer)
     assert not passes(chk.check_decode_with_cache, stub["decode_with_cache"], model, tokenizer)
 
 
-def test_decode_solution_matches_model_generate(sol, model, tokenizer):
+def test_decode_solution_matches_model_generate(solution, model, tokenizer):
     """The oracle behind the check: the hand loop equals transformers' greedy generate."""
     messages = [{"role": "user", "content": "Give me two facts about octopuses."}]
-    prompt = sol["build_prompt_ids"](tokenizer, messages)
-    mine = list(sol["decode_with_cache"](model, prompt, 16, sol["greedy"]))
+    prompt = solution["build_prompt_ids"](tokenizer, messages)
+    mine = list(solution["decode_with_cache"](model, prompt, 16, solution["greedy"]))
     with torch.inference_mode():
         out = model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False, repetition_penalty=1.0,
                              pad_token_id=tokenizer.eos_token_id)
@@ -436,8 +427,8 @@ def stream_drops_replacement(tokenizer, token_ids):
         yield tokenizer.decode([token]).replace("\ufffd", "")
 
 
-def test_stream_solution_and_stub(sol, stub, tokenizer):
-    assert passes(chk.check_stream_text, sol["stream_text"], tokenizer)
+def test_stream_solution_and_stub(solution, stub, tokenizer):
+    assert passes(chk.check_stream_text, solution["stream_text"], tokenizer)
     assert not passes(chk.check_stream_text, stub["stream_text"], tokenizer)
 
 
@@ -505,8 +496,8 @@ def latency_single_token_crash(timestamps, t_start):
             "tpot": (e2el - ttft) / (n - 1)}
 
 
-def test_latency_solution_and_stub(sol, stub):
-    assert passes(chk.check_latency_metrics, sol["latency_metrics"])
+def test_latency_solution_and_stub(solution, stub):
+    assert passes(chk.check_latency_metrics, solution["latency_metrics"])
     assert not passes(chk.check_latency_metrics, stub["latency_metrics"])
 
 
@@ -528,17 +519,17 @@ def test_notebook_calls_every_check_of_the_module():
     assert called == defined
 
 
-def test_check_details_are_deterministic(sol, tokenizer, capsys):
+def test_check_details_are_deterministic(solution, tokenizer, capsys):
     """Check cells are compared by nbval: the same answer must print the same line every time."""
-    calls = [(chk.check_top_p, sol["top_p_filter"]), (chk.check_sample, sol["sample"]),
-             (chk.check_stream_text, sol["stream_text"], tokenizer)]
+    calls = [(chk.check_top_p, solution["top_p_filter"]), (chk.check_sample, solution["sample"]),
+             (chk.check_stream_text, solution["stream_text"], tokenizer)]
     for call in calls:
         first, second = call[0](*call[1:]), call[0](*call[1:])
         assert first.line() == second.line()
 
 
-def test_stub_and_solution_define_the_same_functions(sol, stub):
+def test_stub_and_solution_define_the_same_functions(solution, stub):
     names = {"build_prompt_ids", "greedy", "apply_temperature", "top_k_filter", "top_p_filter", "sample",
              "decode_with_cache", "stream_text", "latency_metrics"}
-    assert names <= set(sol) and names <= set(stub)
+    assert names <= set(solution) and names <= set(stub)
 

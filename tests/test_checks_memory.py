@@ -2,21 +2,11 @@
 answers, and passes on the reference solution."""
 import pytest
 
-import nbcode
 from inferlab import memory
 from inferlab.checks import memory as chk
 
 LAB = "02-memory"
 
-
-@pytest.fixture(scope="module")
-def solution():
-    return nbcode.solution(LAB)
-
-
-@pytest.fixture(scope="module")
-def stub():
-    return nbcode.stub(LAB)
 
 
 def _kv_heads(cfg):

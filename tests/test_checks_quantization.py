@@ -6,20 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-import nbcode
 from inferlab.checks import quantization as chk
 
 LAB = "03-quantization"
 
-
-@pytest.fixture(scope="module")
-def solution():
-    return nbcode.solution(LAB)
-
-
-@pytest.fixture(scope="module")
-def stub():
-    return nbcode.stub(LAB)
 
 
 def _run_all(ns):

@@ -18,15 +18,6 @@ import nbcode
 LAB = "04-vllm"
 
 
-@pytest.fixture(scope="module")
-def sol():
-    return nbcode.solution(LAB)
-
-
-@pytest.fixture(scope="module")
-def stub():
-    return nbcode.stub(LAB)
-
 
 def passes(check, *args):
     return check(*args).passed
@@ -83,8 +74,8 @@ def ttft_last_text(events, t_start):
     return found
 
 
-def test_ttft_solution_and_stub(sol, stub):
-    assert passes(chk.check_ttft_from_stream, sol["first_token_time"])
+def test_ttft_solution_and_stub(solution, stub):
+    assert passes(chk.check_ttft_from_stream, solution["first_token_time"])
     assert not passes(chk.check_ttft_from_stream, stub["first_token_time"])
 
 
@@ -135,8 +126,8 @@ def stats_join_none(events, t_start):
     return stats
 
 
-def test_stats_solution_and_stub(sol, stub):
-    assert passes(chk.check_usage_tokens, sol["stream_stats"])
+def test_stats_solution_and_stub(solution, stub):
+    assert passes(chk.check_usage_tokens, solution["stream_stats"])
     assert not passes(chk.check_usage_tokens, stub["stream_stats"])
 
 
@@ -190,8 +181,8 @@ def kv_gib_not_bytes(kv_bytes, bpt, block, mml):
     return {"num_blocks": blocks, "tokens": blocks * block, "max_concurrency": blocks / math.ceil(mml / block)}
 
 
-def test_kv_solution_and_stub(sol, stub):
-    assert passes(chk.check_kv_capacity, sol["kv_capacity"])
+def test_kv_solution_and_stub(solution, stub):
+    assert passes(chk.check_kv_capacity, solution["kv_capacity"])
     assert not passes(chk.check_kv_capacity, stub["kv_capacity"])
 
 
@@ -216,20 +207,20 @@ REPORT = {"device": "CPU", "tokens": 2816, "max_model_len": 512, "max_concurrenc
 BF16_BYTES_PER_TOKEN = 2 * 30 * 3 * 64 * 2
 
 
-def test_engine_match_solution_and_stub(sol, stub):
-    assert passes(chk.check_kv_matches_engine, sol["kv_capacity"], BF16_BYTES_PER_TOKEN, REPORT)
+def test_engine_match_solution_and_stub(solution, stub):
+    assert passes(chk.check_kv_matches_engine, solution["kv_capacity"], BF16_BYTES_PER_TOKEN, REPORT)
     assert not passes(chk.check_kv_matches_engine, stub["kv_capacity"], BF16_BYTES_PER_TOKEN, REPORT)
 
 
-def test_engine_match_accepts_a_context_that_is_not_a_block_multiple(sol):
+def test_engine_match_accepts_a_context_that_is_not_a_block_multiple(solution):
     """vLLM logs int(concurrency * max_model_len) tokens then; the block count still has to agree."""
     report = dict(REPORT, max_model_len=500, tokens=int(5.5 * 500))
-    assert passes(chk.check_kv_matches_engine, sol["kv_capacity"], BF16_BYTES_PER_TOKEN, report)
+    assert passes(chk.check_kv_matches_engine, solution["kv_capacity"], BF16_BYTES_PER_TOKEN, report)
 
 
-def test_engine_match_rejects_the_checkpoint_dtype(sol):
+def test_engine_match_rejects_the_checkpoint_dtype(solution):
     """float32 on disk, bfloat16 in the engine: twice the bytes per token halves the predicted blocks."""
-    verdict = chk.check_kv_matches_engine(sol["kv_capacity"], 2 * BF16_BYTES_PER_TOKEN, REPORT)
+    verdict = chk.check_kv_matches_engine(solution["kv_capacity"], 2 * BF16_BYTES_PER_TOKEN, REPORT)
     assert not verdict.passed and "dtype the engine runs" in verdict.detail
 
 
@@ -240,8 +231,8 @@ def test_engine_match_rejects_wrong_functions(wrong):
     assert not passes(chk.check_kv_matches_engine, wrong, BF16_BYTES_PER_TOKEN, tiny)
 
 
-def test_engine_match_needs_an_explicit_cache_size(sol):
-    verdict = chk.check_kv_matches_engine(sol["kv_capacity"], BF16_BYTES_PER_TOKEN,
+def test_engine_match_needs_an_explicit_cache_size(solution):
+    verdict = chk.check_kv_matches_engine(solution["kv_capacity"], BF16_BYTES_PER_TOKEN,
                                           dict(REPORT, kv_cache_memory_bytes=None))
     assert not verdict.passed and "explicit KV-cache size" in verdict.detail
 
@@ -279,8 +270,8 @@ def load_mean_as_median(results, wall):
     return out
 
 
-def test_load_solution_and_stub(sol, stub):
-    assert passes(chk.check_load_summary, sol["summarize_load"])
+def test_load_solution_and_stub(solution, stub):
+    assert passes(chk.check_load_summary, solution["summarize_load"])
     assert not passes(chk.check_load_summary, stub["summarize_load"])
 
 
@@ -301,17 +292,17 @@ def test_notebook_calls_every_check_of_the_module():
     assert called == defined
 
 
-def test_check_details_are_deterministic(sol):
+def test_check_details_are_deterministic(solution):
     """Check cells are compared by nbval: the same answer must print the same line every time."""
-    calls = [(chk.check_ttft_from_stream, sol["first_token_time"]), (chk.check_usage_tokens, sol["stream_stats"]),
-             (chk.check_kv_capacity, sol["kv_capacity"]),
-             (chk.check_kv_matches_engine, sol["kv_capacity"], BF16_BYTES_PER_TOKEN, REPORT),
-             (chk.check_load_summary, sol["summarize_load"])]
+    calls = [(chk.check_ttft_from_stream, solution["first_token_time"]), (chk.check_usage_tokens, solution["stream_stats"]),
+             (chk.check_kv_capacity, solution["kv_capacity"]),
+             (chk.check_kv_matches_engine, solution["kv_capacity"], BF16_BYTES_PER_TOKEN, REPORT),
+             (chk.check_load_summary, solution["summarize_load"])]
     for call in calls:
         first, second = call[0](*call[1:]), call[0](*call[1:])
         assert first.passed and first.line() == second.line()
 
 
-def test_stub_and_solution_define_the_same_functions(sol, stub):
+def test_stub_and_solution_define_the_same_functions(solution, stub):
     names = {"first_token_time", "stream_stats", "kv_capacity", "summarize_load"}
-    assert names <= set(sol) and names <= set(stub)
+    assert names <= set(solution) and names <= set(stub)

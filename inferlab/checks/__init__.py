@@ -112,6 +112,17 @@ def expect_close(actual, expected, what: str, rtol: float = 1e-5, atol: float = 
         raise CheckFailed(f"{what}: differs from the reference (max abs difference {worst:.3g})")
 
 
+def as_tensor(x, what: str):
+    """The learner's return value as a torch tensor, or CheckFailed saying what came back instead."""
+    import torch
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return torch.as_tensor(x)
+    except Exception:
+        raise CheckFailed(f"{what}: expected a tensor, got {type(x).__name__}") from None
+
+
 def _to_numpy(x):
     if hasattr(x, "detach"):
         return x.detach().cpu().float().numpy()

@@ -9,18 +9,9 @@ from __future__ import annotations
 import torch
 
 from inferlab import decoding as ref
-from inferlab.checks import CheckFailed, expect, expect_close, graded
+from inferlab.checks import CheckFailed, as_tensor, expect, expect_close, graded
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _tensor(x, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = torch.as_tensor(x)
-        except Exception:
-            raise CheckFailed(f"{what} must return a tensor, got {type(x).__name__}") from None
-    return x
 
 
 def _unchanged(before: torch.Tensor, after: torch.Tensor, name: str) -> None:
@@ -30,7 +21,7 @@ def _unchanged(before: torch.Tensor, after: torch.Tensor, name: str) -> None:
 
 def _kept_mask(out: torch.Tensor, logits: torch.Tensor, name: str) -> torch.Tensor:
     """Which tokens a filter kept; fails unless the others are exactly -inf and the kept ones unchanged."""
-    out = _tensor(out, name)
+    out = as_tensor(out, name)
     expect(out.shape == logits.shape, f"{name} returned shape {tuple(out.shape)}, expected {tuple(logits.shape)}")
     kept = out != float("-inf")
     expect(not torch.isnan(out).any(), f"{name} returned NaN values")
@@ -114,16 +105,16 @@ def _random_logits(seed: int, shape, scale: float = 3.0) -> torch.Tensor:
 def check_greedy(greedy):
     logits = _random_logits(101, (5, 97))
     before = logits.clone()
-    got = _tensor(greedy(logits), "greedy")
+    got = as_tensor(greedy(logits), "greedy")
     _unchanged(before, logits, "greedy")
     expect(got.shape == (5,), f"for logits of shape (5, 97) return 5 token ids (shape (5,)), got shape {tuple(got.shape)}")
     expect(torch.equal(got.long(), ref.greedy(logits)), "not the highest-scoring token of every row")
-    single = _tensor(greedy(logits[2]), "greedy")
+    single = as_tensor(greedy(logits[2]), "greedy")
     expect(single.numel() == 1 and int(single) == int(ref.greedy(logits[2])),
            "for one row of logits (shape (vocab,)) return that row's best token")
     tie = torch.zeros(1, 10)
     tie[0, 6] = tie[0, 3] = 2.0
-    expect(int(_tensor(greedy(tie), "greedy").reshape(-1)[0]) == 3,
+    expect(int(as_tensor(greedy(tie), "greedy").reshape(-1)[0]) == 3,
            "with two equal best logits (ids 3 and 6), pick the lowest id, 3, as torch.argmax does")
     return "best token of each row of an unseen batch, one row alone, and a tie"
 
@@ -138,7 +129,7 @@ def check_temperature(apply_temperature):
     logits = _random_logits(202, (3, 64))
     before = logits.clone()
     for t in (0.3, 1.0, 2.5, 1e-3):
-        out = _tensor(apply_temperature(logits, t), "apply_temperature")
+        out = as_tensor(apply_temperature(logits, t), "apply_temperature")
         _unchanged(before, logits, "apply_temperature")
         expect(out.shape == logits.shape, f"returned shape {tuple(out.shape)}, expected {tuple(logits.shape)}")
         expect(torch.isfinite(out).all(), f"temperature {t}: returned non-finite values")
@@ -217,21 +208,21 @@ SAMPLE_TV_LIMIT = 0.03  # total variation; a correct sampler lands near 0.01 wit
 def check_sample(sample):
     base = _random_logits(505, (12,), scale=1.5)
     batch = _random_logits(506, (6, 30))
-    got = _tensor(sample(batch, 0.0, 0, 1.0, torch.Generator().manual_seed(0)), "sample")
+    got = as_tensor(sample(batch, 0.0, 0, 1.0, torch.Generator().manual_seed(0)), "sample")
     expect(got.shape == (6,), f"for logits of shape (6, 30) return shape (6,), got {tuple(got.shape)}")
     expect(torch.equal(got.long(), ref.greedy(batch)), "temperature 0 must return the greedy tokens")
-    one = _tensor(sample(base, 1.0, 0, 1.0, torch.Generator().manual_seed(0)), "sample")
+    one = as_tensor(sample(base, 1.0, 0, 1.0, torch.Generator().manual_seed(0)), "sample")
     expect(one.numel() == 1 and one.dim() == 0, f"for one row of logits return a single id (shape ()), got {tuple(one.shape)}")
     rows = base.expand(SAMPLE_DRAWS, -1).clone()
-    a = _tensor(sample(rows, 1.0, 0, 1.0, torch.Generator().manual_seed(7)), "sample")
-    b = _tensor(sample(rows, 1.0, 0, 1.0, torch.Generator().manual_seed(7)), "sample")
+    a = as_tensor(sample(rows, 1.0, 0, 1.0, torch.Generator().manual_seed(7)), "sample")
+    b = as_tensor(sample(rows, 1.0, 0, 1.0, torch.Generator().manual_seed(7)), "sample")
     expect(a.shape == (SAMPLE_DRAWS,), f"for logits of shape ({SAMPLE_DRAWS}, 12) return shape ({SAMPLE_DRAWS},), got {tuple(a.shape)}")
     expect(torch.equal(a, b), "two calls with generators seeded alike gave different tokens: draw with the "
                               "generator you are given (torch.multinomial(..., generator=generator))")
     for t, k, p in SAMPLE_CASES:
         z = ref.top_p_filter(ref.top_k_filter(ref.apply_temperature(base, t), k), p)
         want = z.softmax(-1)
-        drawn = _tensor(sample(rows, t, k, p, torch.Generator().manual_seed(11)), "sample").long().reshape(-1)
+        drawn = as_tensor(sample(rows, t, k, p, torch.Generator().manual_seed(11)), "sample").long().reshape(-1)
         expect(drawn.numel() == SAMPLE_DRAWS, f"returned {drawn.numel()} ids for {SAMPLE_DRAWS} rows")
         expect(bool(((drawn >= 0) & (drawn < base.numel())).all()), "returned ids outside the vocabulary")
         freq = torch.bincount(drawn, minlength=base.numel()).float() / SAMPLE_DRAWS

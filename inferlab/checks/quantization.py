@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from inferlab import quant
-from inferlab.checks import CheckFailed, expect, graded
+from inferlab.checks import CheckFailed, as_tensor, expect, graded
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -27,12 +27,7 @@ def _randn(*shape, seed: int, std: float = 1.0) -> torch.Tensor:
 
 
 def _tensor(x, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        try:
-            x = torch.as_tensor(x)
-        except Exception:
-            raise CheckFailed(f"{what}: expected a tensor, got {type(x).__name__}") from None
-    return x.detach().cpu()
+    return as_tensor(x, what).detach().cpu()
 
 
 def _finite(x: torch.Tensor, what: str, case: str) -> None:

@@ -364,10 +364,11 @@ async def _one_request(client, endpoint: str, model: str, request: BenchRequest,
 
 
 async def _run_async(base_url, model, requests, endpoint, offsets, max_concurrency,
-                     ignore_eos, extra_body, timeout, num_warmups, progress, label):
+                     ignore_eos, extra_body, timeout, num_warmups, progress, label, cpus):
     import openai
     from tqdm import tqdm
 
+    restore = _pin_this_thread(cpus)
     client = openai.AsyncOpenAI(base_url=openai_base_url(base_url), api_key="EMPTY", max_retries=0,
                                 timeout=timeout)
     limit = asyncio.Semaphore(max_concurrency) if max_concurrency else None
@@ -405,6 +406,17 @@ async def _run_async(base_url, model, requests, endpoint, offsets, max_concurren
         return list(records), duration
     finally:
         await client.close()
+        _pin_this_thread(restore)
+
+
+def _pin_this_thread(cpus):
+    """Pin the calling thread (Linux: pid 0 means this thread) to cpus; return what to restore."""
+    import os
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return None
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    return before
 
 
 def _run_coroutine(coro):
@@ -421,13 +433,14 @@ def run(base_url: str, model: str, requests: list[BenchRequest], *, endpoint: st
         request_rate: float = math.inf, burstiness: float = 1.0, max_concurrency: int | None = None,
         seed: int = 0, slo: dict | None = None, percentiles=PERCENTILES, ignore_eos: bool = True,
         extra_body: dict | None = None, timeout: float = 600.0, num_warmups: int = 0,
-        progress: bool = True, label: str = "", arrivals=None) -> dict:
+        progress: bool = True, label: str = "", arrivals=None, cpus=None) -> dict:
     """Send the workload, return summarize()'s result plus the run's settings and per-request records.
 
     Closed loop: request_rate=inf with max_concurrency=C keeps C requests in flight. Open loop: a
     finite request_rate sends on a seeded gamma arrival process whatever the server's state
     (max_concurrency, if given, still caps what is in flight). arrivals: your own send times in
-    seconds, one per request, instead of the gamma process. Progress goes to a tqdm bar.
+    seconds, one per request, instead of the gamma process. cpus: run the client on these CPUs only
+    (e.g. engines.client_cpus(), away from the engine's cores). Progress goes to a tqdm bar.
     """
     if endpoint not in ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}: use one of {', '.join(ENDPOINTS)}")
@@ -443,7 +456,7 @@ def run(base_url: str, model: str, requests: list[BenchRequest], *, endpoint: st
             raise ValueError(f"arrivals must be {len(requests)} non-negative, non-decreasing send times in seconds")
     records, duration = _run_coroutine(_run_async(
         base_url, model, requests, endpoint, offsets, max_concurrency, ignore_eos, extra_body, timeout,
-        num_warmups, progress, label))
+        num_warmups, progress, label, cpus))
     result = summarize(records, duration, percentiles, slo)
     result.update(endpoint=endpoint, model_id=model, request_rate=request_rate, burstiness=burstiness,
                   max_concurrency=max_concurrency, num_prompts=len(requests), seed=seed,
@@ -547,10 +560,11 @@ def vllm_bench_command(server_url: str, model: str, tokenizer_path: str, dataset
 
 
 def run_vllm_bench(server_url: str, model: str, tokenizer_path: str, requests: list[BenchRequest], *,
-                   timeout: float = 1800, **options) -> dict:
+                   timeout: float = 1800, cpus=None, **options) -> dict:
     """Run ``vllm bench serve`` on the same requests; return its JSON result plus its printed report.
 
-    The report is under "stdout". A failure raises RuntimeError with the last lines it printed.
+    The report is under "stdout". cpus: pin the benchmark process to these CPUs (as run()'s cpus).
+    A failure raises RuntimeError with the last lines it printed.
     """
     with tempfile.TemporaryDirectory(prefix="inferlab-vllm-bench-") as tmp:
         dataset = write_jsonl(requests, Path(tmp) / "workload.jsonl")
@@ -559,7 +573,8 @@ def run_vllm_bench(server_url: str, model: str, tokenizer_path: str, requests: l
                                  num_prompts=len(requests), **options)
         env = _bench_env()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                                  preexec_fn=(lambda: _pin_this_thread(cpus)) if cpus else None)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"vllm bench serve did not finish within {timeout:.0f} s") from None
         if proc.returncode != 0 or not result_path.exists():

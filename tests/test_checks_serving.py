@@ -224,6 +224,23 @@ def test_engine_match_rejects_the_checkpoint_dtype(solution):
     assert not verdict.passed and "dtype the engine runs" in verdict.detail
 
 
+def test_engine_match_rejects_bfloat16_bytes_for_a_float32_engine(solution):
+    """A laptop's engine runs float32 (inferlab.host): bfloat16 bytes per token predict twice the blocks."""
+    fp32 = dict(REPORT, num_blocks=11, tokens=1408, max_concurrency=2.75, dtype="float32")
+    assert passes(chk.check_kv_matches_engine, solution["kv_capacity"], 2 * BF16_BYTES_PER_TOKEN, fp32)
+    verdict = chk.check_kv_matches_engine(solution["kv_capacity"], BF16_BYTES_PER_TOKEN, fp32)
+    assert not verdict.passed and "too small" in verdict.detail and "(float32)" in verdict.detail
+
+
+def test_engine_match_verdict_reads_the_same_in_either_dtype(solution):
+    """Committed outputs must not depend on the host: the verdict names the cache, not the block count."""
+    fp32 = dict(REPORT, num_blocks=11, tokens=1408, max_concurrency=2.75, dtype="float32")
+    bf16 = dict(REPORT, dtype="bfloat16")
+    a = chk.check_kv_matches_engine(solution["kv_capacity"], 2 * BF16_BYTES_PER_TOKEN, fp32)
+    b = chk.check_kv_matches_engine(solution["kv_capacity"], BF16_BYTES_PER_TOKEN, bf16)
+    assert a.passed and b.passed and a.line() == b.line()
+
+
 @pytest.mark.parametrize("wrong", [kv_ceil_blocks, kv_concurrency_rounded_down, kv_tokens_without_blocks])
 def test_engine_match_rejects_wrong_functions(wrong):
     tiny = dict(REPORT, kv_cache_memory_bytes=5 * 128 * BF16_BYTES_PER_TOKEN + 100_000, num_blocks=5, tokens=640,

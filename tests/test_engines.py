@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from inferlab import engines, memory, models, profiles
+from inferlab import engines, host, memory, models, profiles
 from inferlab.checks import serving
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +47,7 @@ def test_engine_args_become_vllm_flags():
 
 def test_generated_flags_are_accepted_by_vllms_own_parser():
     """Flag names are checked against the installed vLLM, not against what we believe they are."""
-    _, args = engines._defaults(True, 0.25, {"max_model_len": 512, "max_num_seqs": 8, "max_num_batched_tokens": 64,
+    _, args, _ = engines._defaults(True, 0.25, {"max_model_len": 512, "max_num_seqs": 8, "max_num_batched_tokens": 64,
                                               "enable_prefix_caching": False, "dtype": "bfloat16",
                                               "disable_uvicorn_access_log": True})
     flags = ["--model", "m", "--served-model-name", "m", "--host", engines.HOST, "--port", "8000",
@@ -57,23 +57,26 @@ def test_generated_flags_are_accepted_by_vllms_own_parser():
             "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
             "a = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
             "print(json.dumps({k: getattr(a, k) for k in ['max_model_len', 'max_num_seqs', 'max_num_batched_tokens',"
-            " 'enable_prefix_caching', 'dtype', 'kv_cache_memory_bytes', 'enforce_eager']}))")
+            " 'enable_prefix_caching', 'dtype', 'kv_cache_memory_bytes', 'enforce_eager',"
+            " 'distributed_executor_backend', 'block_size']}))")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(flags)], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 0, proc.stderr[-2000:]
     parsed = json.loads(proc.stdout.strip().splitlines()[-1])
     assert parsed == {"max_model_len": 512, "max_num_seqs": 8, "max_num_batched_tokens": 64,
                       "enable_prefix_caching": False, "dtype": "bfloat16",
-                      "kv_cache_memory_bytes": round(0.25 * 2**30), "enforce_eager": True}
+                      "kv_cache_memory_bytes": round(0.25 * 2**30), "enforce_eager": True,
+                      "distributed_executor_backend": args.get("distributed_executor_backend"),
+                      "block_size": args.get("block_size")}
 
 
 def test_cpu_defaults_give_an_explicit_cache_and_eager_mode():
-    gib, args = engines._defaults(True, None, {})
-    assert gib == 1.0 and args == {"enforce_eager": True, "kv_cache_memory_bytes": 2**30}
-    gib, args = engines._defaults(False, None, {"gpu_memory_utilization": 0.5})
-    assert gib is None and args == {"gpu_memory_utilization": 0.5}
-    _, args = engines._defaults(True, 0.5, {"kv_cache_memory_bytes": 1234, "enforce_eager": False})
-    assert args == {"kv_cache_memory_bytes": 1234, "enforce_eager": False}   # explicit arguments win
+    gib, args, _ = engines._defaults(True, None, {})
+    assert gib == 1.0 and args["enforce_eager"] is True and args["kv_cache_memory_bytes"] == 2**30
+    gib, args, env = engines._defaults(False, None, {"gpu_memory_utilization": 0.5})
+    assert gib is None and args == {"gpu_memory_utilization": 0.5} and env == {}
+    _, args, _ = engines._defaults(True, 0.5, {"kv_cache_memory_bytes": 1234, "enforce_eager": False})
+    assert args["kv_cache_memory_bytes"] == 1234 and args["enforce_eager"] is False   # explicit arguments win
 
 
 def test_engine_env_keeps_the_whole_gib_variable_from_overriding_the_exact_size(monkeypatch):
@@ -260,8 +263,10 @@ def test_a_taken_port_is_refused_before_anything_starts(cpu):
 
 def test_a_real_server_answers_reports_its_cache_and_stops_completely(cpu):
     before = engine_count()
-    with engines.serve("vllm", profile=cpu, kv_cache_gib=0.0625, max_model_len=512, dtype="bfloat16") as server:
+    with engines.serve("vllm", profile=cpu, kv_cache_gib=0.0625, max_model_len=512) as server:
         assert server.alive() and server.healthy()
+        assert server.dtype == host.engine_settings(host.detect()).dtype      # the host's choice, from the log
+        assert server.log_path.is_file() and server.log_path.parent == server.workdir
         assert server.base_url == f"http://127.0.0.1:{server.port}/v1"
         assert server.model_name == models.EMBEDDED_NAME
         assert engine_count() > before
@@ -275,7 +280,8 @@ def test_a_real_server_answers_reports_its_cache_and_stops_completely(cpu):
         metrics = server.metrics()
         assert metrics["vllm:request_success_total"] == 2.0 and "vllm:num_requests_waiting" in metrics
         report = server.kv_report()
-        bytes_per_token = memory.kv_bytes_per_token(memory.load_config(cpu.model), "bf16")
+        assert report["dtype"] == server.dtype
+        bytes_per_token = memory.kv_bytes_per_token(memory.load_config(cpu.model), report["dtype"])
         predicted = serving.kv_capacity_reference(report["kv_cache_memory_bytes"], bytes_per_token,
                                                   report["block_size"], report["max_model_len"])
         assert report["kv_cache_memory_bytes"] == 2**26
@@ -283,6 +289,8 @@ def test_a_real_server_answers_reports_its_cache_and_stops_completely(cpu):
         assert predicted["max_concurrency"] == pytest.approx(report["max_concurrency"], abs=0.005)
         assert server.log_tail(5)
     assert not server.alive() and server.proc.returncode is not None
+    assert not server.workdir.exists(), "the engine's temporary directory (log, sockets) was left behind"
+    assert "Application startup complete" in server.log_text()    # the log text outlives the files
     server.stop()                                           # stopping twice is harmless
     assert wait_for_no_new_engines(before) == before
 

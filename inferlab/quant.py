@@ -9,10 +9,9 @@ The pieces lab 03 reuses, each small enough to read in one sitting:
 * **Quality.** :func:`evaluation_text` (a fixed slice of the standard library's
   ``pydoc_data.topics``) and :func:`perplexity` (sliding window, each token scored once).
 * **Cost.** :func:`footprint_bytes` (bytes of the tensors a loaded model holds, bitsandbytes'
-  quantization state included) and :func:`decode_tokens_per_second`.
+  quantization state included) and :func:`decode_steps` (a decode run to time).
 * **Libraries.** :func:`load_bnb` loads a model through transformers + bitsandbytes in
-  LLM.int8, NF4 or FP4 (with or without double quantization); :func:`engine_eval` measures a
-  running vLLM server (GPU tier).
+  LLM.int8, NF4 or FP4 (with or without double quantization).
 
 Conventions. A weight is laid out as ``nn.Linear`` stores it: ``(out_features, in_features)``.
 An *output channel* is a row; a *group* is a run of ``group_size`` consecutive weights along a
@@ -520,35 +519,29 @@ def footprint_bytes(model: nn.Module) -> int:
     return sum(footprint_breakdown(model).values())
 
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+def decode_steps(model: nn.Module, tokenizer, prompt: str = "The history of computing", new_tokens: int = 16):
+    """A function that runs ``new_tokens`` greedy decode steps of one token each after ``prompt``.
 
-
-@torch.no_grad()
-def decode_tokens_per_second(model: nn.Module, tokenizer, prompt: str = "The history of computing",
-                             new_tokens: int = 32, warmup: int = 2, repeats: int = 3) -> float:
-    """Greedy decode speed in tokens/s for one sequence, the best of ``repeats`` runs.
-
-    Each run prefills ``prompt``, takes ``warmup`` untimed steps, then times ``new_tokens``
-    steps of one token each with the KV cache. Prefill is not in the number. The best run is
-    reported because other programs on the machine can only slow a run down.
+    The prompt is prefilled once, here; every call decodes from the same cache and cuts it back
+    afterwards, so repeated calls do identical work and a timer around a call measures decode only.
+    Time it with :func:`inferlab.timing.interleaved` beside other formats: tokens/s =
+    new_tokens / seconds.
     """
     device = model_device(model)
     ids = tokenizer(prompt, return_tensors="pt").input_ids.to(device)
-    best = 0.0
-    for _ in range(repeats):
+    with torch.no_grad():
         out = model(ids, use_cache=True)
-        past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-        for step in range(warmup + new_tokens):
-            if step == warmup:
-                _sync(device)
-                start = time.perf_counter()
-            out = model(token, past_key_values=past, use_cache=True)
-            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
-        _sync(device)
-        best = max(best, new_tokens / (time.perf_counter() - start))
-    return best
+    cache, first = out.past_key_values, out.logits[:, -1:].argmax(-1)
+
+    @torch.no_grad()
+    def run() -> None:
+        token = first
+        for _ in range(new_tokens):
+            step = model(token, past_key_values=cache, use_cache=True)
+            token = step.logits[:, -1:].argmax(-1)
+        cache.crop(ids.shape[1])            # back to the prompt alone for the next call
+
+    return run
 
 
 # ============================================================================ bitsandbytes

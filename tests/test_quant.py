@@ -281,11 +281,22 @@ def test_perplexity_rejects_bad_arguments():
         quant.perplexity(UniformModel(3), torch.zeros(9, dtype=torch.long), 4, 8)
 
 
-def test_decode_tokens_per_second_is_a_positive_rate(tokenizer):
+def test_decode_steps_repeat_the_same_work_from_the_same_cache(tokenizer):
     from transformers import AutoModelForCausalLM
     m = AutoModelForCausalLM.from_pretrained(models.prepare_embedded(), dtype=torch.float32).eval()
-    rate = quant.decode_tokens_per_second(m, tokenizer, new_tokens=3, warmup=1, repeats=1)
-    assert rate > 0 and math.isfinite(rate)
+    calls = []
+    original = m.forward
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("past_key_values").get_seq_length() if kwargs.get("past_key_values") is not None else None)
+        return original(*args, **kwargs)
+    m.forward = counting
+    run = quant.decode_steps(m, tokenizer, prompt="One two three", new_tokens=3)
+    prompt_len = len(tokenizer("One two three").input_ids)
+    run()
+    run()
+    # prefill once (no cache), then per call 3 steps starting from the prompt's length again
+    assert calls == [None] + [prompt_len, prompt_len + 1, prompt_len + 2] * 2
 
 
 # ============================================================================ footprint of real formats

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import nbformat
 
+from inferlab.labtimes import TIMINGS  # the timing log; re-exported for the CLI and tests
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 CHECK_CALL = re.compile(r"(?<!def )\b(check_[A-Za-z0-9_]+)\s*\(")
@@ -95,6 +97,11 @@ def generate_labs(solutions: Path, labs: Path) -> list[Path]:
     return changed
 
 
+def lab_needs(nb) -> list[str]:
+    """What a lab's CPU path needs (``metadata.inferlab.needs``): components of inferlab.host.COMPONENTS."""
+    return list(nb.metadata.get("inferlab", {}).get("needs", []))
+
+
 def graded_checks(nb) -> list[str]:
     """Names of the graded checks a notebook calls, in order of first appearance."""
     names: list[str] = []
@@ -141,6 +148,11 @@ def lint_solution(path: Path) -> list[str]:
         below = "".join(c.source for c in nb.cells[nb.cells.index(params[0]) + 1:] if c.cell_type == "code")
         if re.search(r"^(PROFILE|MODEL)\s*=", below, re.M):
             problems.append("a cell below the parameters cell overrides PROFILE or MODEL")
+    from inferlab.host import COMPONENTS
+    needs = lab_needs(nb)
+    if not needs or not set(needs) <= set(COMPONENTS):
+        problems.append(f"metadata.inferlab.needs must list what the CPU path needs, from {', '.join(COMPONENTS)} "
+                        f"(found {needs})")
     try:
         learner_notebook(nb, path.name)
     except SolutionMarkerError as exc:
@@ -176,7 +188,6 @@ def lint_learner(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------- running the solutions
 
-TIMINGS = Path("timings") / "cpu-reference.json"
 
 
 def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None = None,
@@ -184,7 +195,8 @@ def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None
     """Execute every solution with papermill; into ``out_dir``, or in place when it is None.
 
     In place (``make reference``) the executed notebook replaces the solution only when
-    the run succeeded, after run noise is stripped. Returns one row per lab.
+    the run succeeded, after run noise is stripped; copies in ``out_dir`` keep papermill's
+    per-cell durations (``tools/cell_times.py`` lists the slowest cells). Returns one row per lab.
     """
     from tqdm.auto import tqdm
     from inferlab.grading import execute
@@ -196,86 +208,33 @@ def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None
         dest = (out_dir / src.name) if out_dir else src.with_name(f".{src.stem}.executing.ipynb")
         dest.parent.mkdir(parents=True, exist_ok=True)
         run = execute(src, dest, cwd=src.parent, parameters=parameters, timeout=timeout)
-        if run.status == "ok":
+        if run.status == "ok" and out_dir is None:
             nb = nbformat.read(dest, as_version=4)
             clean_executed(nb)
-            if out_dir is None:
-                nbformat.write(nb, dest)
-                dest.replace(src)
+            nbformat.write(nb, dest)
+            dest.replace(src)
         elif out_dir is None:
             dest.unlink(missing_ok=True)
         rows.append({"lab": src.stem, "status": run.status, "seconds": round(run.seconds, 1), "message": run.message})
     return rows
 
 
-def format_rows(rows: list[dict]) -> str:
-    out = [f"{'lab':<22} {'status':<8} {'wall time':>10}"]
+def format_rows(rows: list[dict], host_line: str = "") -> str:
+    out = ([f"on {host_line}"] if host_line else []) + [f"{'lab':<22} {'status':<8} {'wall time':>10}"]
     for r in rows:
         out.append(f"{r['lab']:<22} {r['status']:<8} {r['seconds']:>8.1f} s" + (f"  {r['message']}" if r["message"] else ""))
     return "\n".join(out)
 
 
-TIME_FIELD = re.compile(r"^\*\*Time\*\*:.*$", re.M)
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def time_line(seconds: float, machine: str) -> str:
-    return (f"**Time**: {duration(seconds)} to execute on the CPU profile ({machine}; measured by "
-            "`make reference`, see `timings/cpu-reference.json`), plus the time you spend on the exercises.")
-
-
-def stamp_time(solution: Path, seconds: float, machine: str) -> bool:
-    """Write the measured wall time into the header's **Time** line; True when it changed."""
-    nb = nbformat.read(solution, as_version=4)
-    header = nb.cells[0]
-    new = TIME_FIELD.sub(time_line(seconds, machine), header.source, count=1)
-    if new == header.source:
-        return False
-    header.source = new
-    nbformat.write(nb, solution)
-    return True
-
-
-def record_timings(rows: list[dict], path: Path, machine: str) -> None:
-    """Merge this run's wall times into the timing log the README's lab table is built from."""
-    log = json.loads(path.read_text()) if path.exists() else {}
-    for r in rows:
-        if r["status"] == "ok":
-            log[r["lab"]] = {"seconds": r["seconds"], "machine": machine}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(sorted(log.items())), indent=2) + "\n")
-
-
 # ---------------------------------------------------------------- the README's lab table
-
-TABLE_START, TABLE_END = "<!-- lab-table:start -->", "<!-- lab-table:end -->"
-
 
 def lab_title(path: Path) -> str:
     first = nbformat.read(path, as_version=4).cells[0].source.splitlines()[0]
     return first.lstrip("# ").split("—", 1)[-1].strip()
 
 
-def lab_table(solutions: Path, timings: dict) -> str:
-    """Markdown table of the labs with their measured CPU wall time from the timing log."""
-    rows = ["| Lab | Topic | Chapter | CPU wall time (measured) |", "|---|---|---|---|"]
-    for path in lab_notebooks(solutions):
-        t = timings.get(path.stem)
-        wall = f"{duration(t['seconds'])} ({t['machine']})" if t else "not measured yet"
-        rows.append(f"| [{path.stem}](labs/{path.name}) | {lab_title(path)} | "
-                    f"[{path.stem}.md](content/{path.stem}.md) | {wall} |")
-    return "\n".join(rows)
-
-
 def update_readme(readme: Path, solutions: Path, timings_path: Path) -> bool:
-    """Rewrite the table between the README's markers; return True when it changed."""
-    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    text = readme.read_text(encoding="utf-8")
-    start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)
-    new = text[:start] + "\n" + lab_table(solutions, timings) + "\n" + text[end:]
-    if new != text:
-        readme.write_text(new, encoding="utf-8")
-    return new != text
+    """Rewrite the README's lab table from the solutions and the timing log; True when it changed."""
+    from inferlab import labtimes
+    labs = [(path.stem, lab_title(path)) for path in lab_notebooks(solutions)]
+    return labtimes.update_readme(readme, labs, labtimes.load(timings_path))

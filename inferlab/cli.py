@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
@@ -46,20 +45,25 @@ def _labs(args) -> int:
         authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
         print("\n".join(f"wrote {p.relative_to(REPO)}" for p in changed) or "labs/ is up to date")
         return 0
+    from inferlab import host, labtimes
     params = {"PROFILE": args.profile} if args.profile else None
+    here = host.detect()
+    print(f"host: {here.describe()}", flush=True)
     if args.action == "run":
         rows = authoring.run_solutions(solutions, REPO / "build", params, args.only)
-        authoring.record_timings(rows, REPO / "build" / "timings.json", _machine())
+        labtimes.record(rows, REPO / "build" / "timings.json", here, host.probe())
     else:  # reference: re-execute in place on the CPU profile, then refresh labs/
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        probe = host.probe()           # before the labs, on an idle machine, like doctor's probe
         rows = authoring.run_solutions(solutions, None, None, args.only)
-        authoring.record_timings(rows, REPO / authoring.TIMINGS, _machine())
+        labtimes.record(rows, REPO / authoring.TIMINGS, here, probe)
+        log = labtimes.load(REPO / authoring.TIMINGS)
         for row in rows:
             if row["status"] == "ok":
-                authoring.stamp_time(solutions / f"{row['lab']}.ipynb", row["seconds"], _machine())
+                labtimes.stamp_header(solutions / f"{row['lab']}.ipynb", log[row["lab"]])
         authoring.generate_labs(solutions, labs)
         authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
-    print(authoring.format_rows(rows))
+    print(authoring.format_rows(rows, here.describe()))
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
@@ -79,7 +83,7 @@ def _serve(args) -> int:
         with engines.serve(args.engine, profile=profile, port=args.port, timeout=args.timeout,
                            kv_cache_gib=args.kv_cache_gib, extra_args=args.extra) as server:
             print(f"ready after {server.startup_seconds:.0f} s: {server.base_url}  "
-                  f"(model name {server.model_name!r}, engine log {server.log_path})", flush=True)
+                  f"(model name {server.model_name!r}, engine log {server.log_path}, removed when it stops)", flush=True)
             print("Ctrl-C stops the server.", flush=True)
             while server.alive():
                 time.sleep(0.5)
@@ -89,10 +93,6 @@ def _serve(args) -> int:
     except KeyboardInterrupt:
         print("stopped.", flush=True)
         return 0
-
-
-def _machine() -> str:
-    return f"{os.cpu_count()} cores, {platform.machine()}"
 
 
 def build_parser() -> argparse.ArgumentParser:

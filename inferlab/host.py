@@ -164,12 +164,15 @@ def engine_settings(host: Host) -> EngineSettings:
 # ----------------------------------------------------------------------------- speed probe
 
 def probe(repeats: int = 3) -> float:
-    """Seconds this machine takes for a fixed mix of what the labs do (fastest of ``repeats``).
+    """Seconds this machine takes for a fixed mix of what the labs do (fastest of ``repeats``; the
+    whole call takes about four times that).
 
     The mix follows the embedded model: float32 matrix products of its decode and prefill shapes
-    on every core (compute), one pass over 0.5 GB of weights (memory bandwidth), and a pure
-    Python loop (the front ends, clients and tokenizers are single-threaded Python). Comparing it
-    with the probe recorded beside a lab's reference time estimates the lab's time here.
+    on every core (compute), passes over 0.5 GB of weights (memory bandwidth), and a pure Python
+    loop (front ends, clients and tokenizers are single-threaded Python). Comparing it with the
+    probe recorded beside a lab's reference time estimates the lab's time here. Calibrated on one
+    machine: its AVX2 and AVX-512 code paths differ by 1.2x in the probe and 1.15-1.22x in the
+    engine labs.
     """
     import time
     import torch
@@ -179,13 +182,14 @@ def probe(repeats: int = 3) -> float:
     weights = torch.full((2**27,), 0.5)                            # 0.5 GB of float32
 
     def mix():
-        for _ in range(60):
+        for _ in range(600):
             (decode @ up).relu_()
-        for _ in range(12):
+        for _ in range(60):
             (prefill @ up).relu_()
-        weights.sum()
+        for _ in range(10):
+            weights.sum()
         total = 0
-        for i in range(600_000):
+        for i in range(6_000_000):
             total += i % 7
         return total
 

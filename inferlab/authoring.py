@@ -190,42 +190,6 @@ def lint_learner(path: Path) -> list[str]:
 
 
 
-def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None = None,
-                  only: list[str] | None = None, timeout: float = 3600) -> list[dict]:
-    """Execute every solution with papermill; into ``out_dir``, or in place when it is None.
-
-    In place (``make reference``) the executed notebook replaces the solution only when
-    the run succeeded, after run noise is stripped; copies in ``out_dir`` keep papermill's
-    per-cell durations (``tools/cell_times.py`` lists the slowest cells). Returns one row per lab.
-    """
-    from tqdm.auto import tqdm
-    from inferlab.grading import execute
-    notebooks = [p for p in lab_notebooks(solutions)
-                 if not only or any(p.name.startswith(o) for o in only)]
-    rows = []
-    for src in tqdm(notebooks, desc="labs", unit="lab"):
-        # In place, the run goes to a hidden sibling first: a failed run never clobbers the solution.
-        dest = (out_dir / src.name) if out_dir else src.with_name(f".{src.stem}.executing.ipynb")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        run = execute(src, dest, cwd=src.parent, parameters=parameters, timeout=timeout)
-        if run.status == "ok" and out_dir is None:
-            nb = nbformat.read(dest, as_version=4)
-            clean_executed(nb)
-            nbformat.write(nb, dest)
-            dest.replace(src)
-        elif out_dir is None:
-            dest.unlink(missing_ok=True)
-        rows.append({"lab": src.stem, "status": run.status, "seconds": round(run.seconds, 1), "message": run.message})
-    return rows
-
-
-def format_rows(rows: list[dict], host_line: str = "") -> str:
-    out = ([f"on {host_line}"] if host_line else []) + [f"{'lab':<22} {'status':<8} {'wall time':>10}"]
-    for r in rows:
-        out.append(f"{r['lab']:<22} {r['status']:<8} {r['seconds']:>8.1f} s" + (f"  {r['message']}" if r["message"] else ""))
-    return "\n".join(out)
-
-
 # ---------------------------------------------------------------- the README's lab table
 
 def lab_title(path: Path) -> str:

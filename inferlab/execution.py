@@ -1,0 +1,120 @@
+"""Executing notebooks: one at a time under a wall-clock limit, or every solution of the course.
+
+``execute`` runs a notebook with papermill in a child process and, on timeout, kills that
+process and every process it started (the Jupyter kernel runs in its own session, so killing a
+process group is not enough). ``run_solutions`` is what ``make run`` and ``make reference`` do.
+Grading (``inferlab.grading``) and the CLI build on it; transforming and linting notebooks is
+``inferlab.authoring``'s.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+
+@dataclass
+class Execution:
+    status: str            # "ok", "error" (a cell raised), "timeout", "crash" (kernel or papermill died)
+    seconds: float
+    message: str = ""      # one line: the error, or why it stopped
+
+
+def execute(src: Path, dest: Path, *, cwd: Path, parameters: dict | None = None, timeout: float = 3600,
+            cell_timeout: float | None = None, allow_errors: bool = False, env: dict | None = None) -> Execution:
+    """Run notebook ``src`` into ``dest`` with papermill; never raises for notebook failures."""
+    job = {"src": str(src), "dest": str(dest), "cwd": str(cwd), "parameters": parameters or {},
+           "cell_timeout": cell_timeout, "allow_errors": allow_errors}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "inferlab.execution", json.dumps(job)],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        proc.communicate()
+        return Execution("timeout", time.perf_counter() - start, f"stopped after the {timeout:.0f} s time limit")
+    seconds = time.perf_counter() - start
+    lines = [line for line in out.splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if proc.returncode == 0:
+        return Execution("ok", seconds)
+    if proc.returncode == 3:
+        return Execution("error", seconds, last.removeprefix("ERROR: "))
+    return Execution("crash", seconds, last or f"papermill exited with code {proc.returncode}")
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+    try:
+        parent = psutil.Process(pid)
+        procs = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+
+
+def _worker(job: dict) -> int:
+    """Child process: run papermill; exit 0 ok, 3 when a cell raised (last line says which)."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+    try:
+        papermill.execute_notebook(job["src"], job["dest"], parameters=job["parameters"], kernel_name="python3",
+                                   cwd=job["cwd"], progress_bar=False, execution_timeout=job["cell_timeout"],
+                                   allow_errors=job["allow_errors"])
+    except PapermillExecutionError as exc:
+        print(f"ERROR: cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}")
+        return 3
+    return 0
+
+
+def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None = None,
+                  only: list[str] | None = None, timeout: float = 3600) -> list[dict]:
+    """Execute every solution with papermill; into ``out_dir``, or in place when it is None.
+
+    In place (``make reference``) the executed notebook replaces the solution only when
+    the run succeeded, after run noise is stripped; copies in ``out_dir`` keep papermill's
+    per-cell durations (``tools/cell_times.py`` lists the slowest cells). Returns one row per lab.
+    """
+    from tqdm.auto import tqdm
+    from inferlab.authoring import clean_executed, lab_notebooks
+    notebooks = [p for p in lab_notebooks(solutions)
+                 if not only or any(p.name.startswith(o) for o in only)]
+    rows = []
+    for src in tqdm(notebooks, desc="labs", unit="lab"):
+        # In place, the run goes to a hidden sibling first: a failed run never clobbers the solution.
+        dest = (out_dir / src.name) if out_dir else src.with_name(f".{src.stem}.executing.ipynb")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        run = execute(src, dest, cwd=src.parent, parameters=parameters, timeout=timeout)
+        if run.status == "ok" and out_dir is None:
+            nb = nbformat.read(dest, as_version=4)
+            clean_executed(nb)
+            nbformat.write(nb, dest)
+            dest.replace(src)
+        elif out_dir is None:
+            dest.unlink(missing_ok=True)
+        rows.append({"lab": src.stem, "status": run.status, "seconds": round(run.seconds, 1), "message": run.message})
+    return rows
+
+
+def format_rows(rows: list[dict], host_line: str = "") -> str:
+    out = ([f"on {host_line}"] if host_line else []) + [f"{'lab':<22} {'status':<8} {'wall time':>10}"]
+    for r in rows:
+        out.append(f"{r['lab']:<22} {r['status']:<8} {r['seconds']:>8.1f} s" + (f"  {r['message']}" if r["message"] else ""))
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(json.loads(sys.argv[1])))

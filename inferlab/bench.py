@@ -4,19 +4,12 @@
     result = bench.run(server.base_url, server.model_name, requests, max_concurrency=16)
     print(result["median_ttft_ms"], result["output_throughput"])
 
-The metric definitions are those of vLLM's serving benchmark (``vllm/benchmarks/serve.py`` and
-``vllm/benchmarks/lib/endpoint_request_func.py`` in vLLM 0.32), and the result's keys are vLLM's
-where the two overlap, so ``inferlab bench`` and ``vllm bench serve`` can be compared key by key:
-
-- TTFT: from sending the request to the first streamed chunk whose text is not empty.
-- ITL: the gaps between successive non-empty chunks (a chunk may carry more than one token).
-- E2EL: from sending the request to the last non-empty chunk, so that E2EL - TTFT = sum(ITL).
-- TPOT: (E2EL - TTFT) / (output tokens - 1) per request; undefined for one-token outputs, which
-  are left out of the TPOT statistics and count as TPOT 0 against a TPOT objective (as in vLLM).
-- output tokens: the server's ``usage.completion_tokens`` (asked for with ``include_usage``);
-  when a server sends no usage, the number of non-empty chunks.
-- throughputs are over the whole run (first request sent to last request finished); goodput is the
-  number of requests that met every objective, per second.
+The metrics (TTFT, ITL, TPOT, E2EL, goodput) are defined once, in ``inferlab.metrics``, as vLLM's
+serving benchmark defines them, and the result's keys are vLLM's where the two overlap, so
+``inferlab bench`` and ``vllm bench serve`` can be compared key by key. Output tokens are the
+server's ``usage.completion_tokens`` (asked for with ``include_usage``), or the number of non-empty
+chunks when a server sends no usage; throughputs are over the whole run (first request sent to last
+request finished).
 
 Failed requests (HTTP errors, broken streams, no text at all, time-outs) stay in the records with
 their error and are counted in ``failed``; they never count as good.
@@ -38,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-PERCENTILES = (50, 90, 99)
-SLO_METRICS = ("ttft", "tpot", "e2el")
+from inferlab.metrics import (PERCENTILES, distribution, meets_slo, parse_slo, percentile_name,
+                              request_goodput, time_per_output_token)
+
 ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
 
@@ -102,71 +96,7 @@ def record_from_chunks(index: int, prompt_len: int, sent: float, chunks: list[tu
     return record
 
 
-# ----------------------------------------------------------------------------- metrics
-
-def time_per_output_token(e2el: float | None, ttft: float | None, output_tokens: int) -> float | None:
-    """TPOT of one request: the decode time spread over the tokens after the first; None if <= 1 token."""
-    if e2el is None or ttft is None or output_tokens <= 1:
-        return None
-    return (e2el - ttft) / (output_tokens - 1)
-
-
-def percentile(values, q: float) -> float:
-    """The q-th percentile (0-100) with linear interpolation between ranks (numpy's default)."""
-    ordered = sorted(values)
-    if not ordered:
-        raise ValueError("percentile of an empty list")
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile q must be within 0..100, got {q}")
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def distribution(values, percentiles=PERCENTILES) -> dict:
-    """mean, median, std (population, as numpy) and the chosen percentiles; zeros when empty (as vLLM)."""
-    values = list(values) or [0.0]
-    out = {"mean": float(np.mean(values)), "median": percentile(values, 50), "std": float(np.std(values))}
-    out.update({f"p{_pword(q)}": percentile(values, q) for q in percentiles})
-    return out
-
-
-def _pword(q: float) -> str:
-    return str(int(q)) if float(q).is_integer() else str(q)
-
-
-def meets_slo(record: RequestRecord, slo: dict) -> bool:
-    """Did one request meet every objective in slo ({"ttft": ms, "tpot": ms, "e2el": ms}, any subset)?"""
-    if not record.success:
-        return False
-    seconds = {"ttft": record.ttft, "tpot": record.tpot or 0.0, "e2el": record.latency}
-    return all(seconds[name] * 1000 <= limit for name, limit in slo.items())
-
-
-def request_goodput(records, slo: dict, duration: float) -> float:
-    """Requests per second that met every objective."""
-    return sum(meets_slo(r, slo) for r in records) / duration
-
-
-def parse_slo(pairs) -> dict:
-    """["ttft:500", "tpot:50"] (or "ttft:500 tpot:50") -> {"ttft": 500.0, "tpot": 50.0}, in ms."""
-    if isinstance(pairs, str):
-        pairs = pairs.split()
-    slo = {}
-    for pair in pairs or []:
-        name, _, value = pair.partition(":")
-        if name not in SLO_METRICS or not value:
-            raise ValueError(f"bad objective {pair!r}: write NAME:MILLISECONDS with NAME one of "
-                             f"{', '.join(SLO_METRICS)}, e.g. ttft:500")
-        try:
-            slo[name] = float(value)
-        except ValueError:
-            raise ValueError(f"bad objective {pair!r}: {value!r} is not a number of milliseconds") from None
-        if slo[name] < 0:
-            raise ValueError(f"bad objective {pair!r}: a time limit cannot be negative")
-    return slo
-
+# ----------------------------------------------------------------------------- a run's result
 
 def summarize(records: list[RequestRecord], duration: float, percentiles=PERCENTILES,
               slo: dict | None = None) -> dict:
@@ -546,7 +476,7 @@ def vllm_bench_command(server_url: str, model: str, tokenizer_path: str, dataset
            "--skip-chat-template", "--disable-shuffle", "--num-prompts", str(num_prompts),
            "--request-rate", str(request_rate), "--burstiness", str(burstiness), "--seed", str(seed),
            "--ignore-eos", "--percentile-metrics", "ttft,tpot,itl,e2el",
-           "--metric-percentiles", ",".join(_pword(q) for q in percentiles), "--num-warmups", str(num_warmups),
+           "--metric-percentiles", ",".join(percentile_name(q) for q in percentiles), "--num-warmups", str(num_warmups),
            "--save-result", "--save-detailed", "--result-dir", str(result_path.parent),
            "--result-filename", result_path.name]
     if max_concurrency:

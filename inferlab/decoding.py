@@ -1,4 +1,4 @@
-"""Decoding by hand: samplers, a generation loop over the KV cache, streaming, latency.
+"""Decoding by hand: samplers, a generation loop over the KV cache, streaming (its latency: ``inferlab.metrics``).
 
 Lab 01 builds each of these pieces in the notebook; this module keeps the reference
 versions that its checks compare against and that later labs reuse.
@@ -13,6 +13,8 @@ import time
 from typing import Callable, Iterable, Iterator
 
 import torch
+
+from inferlab.metrics import latency_metrics
 
 NEG_INF = float("-inf")
 
@@ -177,21 +179,3 @@ def stream_generate(model, tokenizer, input_ids, max_new_tokens: int, pick: Call
                     eos_token_id=None, t_start: float | None = None) -> Stream:
     """Start a streamed generation; see ``Stream``."""
     return Stream(model, tokenizer, input_ids, max_new_tokens, pick, eos_token_id, t_start)
-
-
-# ----------------------------------------------------------------------------- metrics
-
-def latency_metrics(timestamps: list[float], t_start: float) -> dict:
-    """Per-request latency from the arrival time of each output token (same unit in and out).
-
-    ``ttft``: first token - start; ``e2el``: last token - start; ``itl``: the gaps between
-    consecutive tokens (n - 1 of them); ``tpot``: (e2el - ttft) / (n - 1), the mean gap,
-    or None for a single token (vLLM's benchmark skips such requests).
-    """
-    if not timestamps:
-        raise ValueError("no tokens: latency needs at least one output timestamp")
-    ttft = timestamps[0] - t_start
-    e2el = timestamps[-1] - t_start
-    itl = [b - a for a, b in zip(timestamps, timestamps[1:])]
-    tpot = (e2el - ttft) / (len(timestamps) - 1) if len(timestamps) > 1 else None
-    return {"ttft": ttft, "tpot": tpot, "itl": itl, "e2el": e2el, "n_tokens": len(timestamps)}

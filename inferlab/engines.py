@@ -304,17 +304,6 @@ def stream_chat(client, model: str, messages: list[dict], max_tokens: int, **par
     return t_start, events
 
 
-def time_to_first_token(events: list, t_start: float) -> float | None:
-    """Reference TTFT of a stream: arrival of the first chunk that carries generated text."""
-    for t, chunk in events:
-        for choice in getattr(chunk, "choices", None) or []:
-            delta = getattr(choice, "delta", None)
-            text = getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-            if text:
-                return t - t_start
-    return None
-
-
 # ----------------------------------------------------------------------------- the server
 
 class Server:

@@ -453,6 +453,17 @@ def kv_bytes_per_token(cfg: Any, kv_dtype: str = "bf16") -> int:
     return math.ceil(kv_elements_per_token(cfg) * dtype_bytes(kv_dtype))
 
 
+def kv_capacity(kv_cache_bytes: int, bytes_per_token: int, block_size: int, max_model_len: int) -> dict:
+    """A paged KV cache as vLLM sizes it: whole blocks of ``block_size`` tokens, and a request of
+    ``max_model_len`` tokens holds ceil(max_model_len / block_size) of them (lab 04).
+
+    Returns {"num_blocks", "tokens" (the blocks' capacity), "max_concurrency" (full-length requests)}.
+    """
+    num_blocks = int(kv_cache_bytes) // (int(block_size) * int(bytes_per_token))
+    per_request = -(-int(max_model_len) // int(block_size))
+    return {"num_blocks": num_blocks, "tokens": num_blocks * block_size, "max_concurrency": num_blocks / per_request}
+
+
 def activation_bytes(cfg: Any, batch: int, context: int, dtype: str = "bf16",
                      max_batched_tokens: int | None = DEFAULT_MAX_BATCHED_TOKENS) -> int:
     """Peak transient memory of the largest forward pass serving `batch` sequences of

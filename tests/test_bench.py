@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from inferlab import bench, models
+from inferlab import bench, metrics, models
 from stub_openai import StubServer
 
 T = 500.0   # an arbitrary clock reading at which requests are sent
@@ -43,8 +43,8 @@ def test_one_token_output_has_no_tpot_and_no_itl():
     r = rec([(0.05, ""), (0.40, "Yes")], usage={"completion_tokens": 1})
     assert r.success and r.ttft == pytest.approx(0.40) and r.itl == []
     assert r.tpot is None
-    assert bench.time_per_output_token(r.latency, r.ttft, 1) is None
-    assert bench.time_per_output_token(1.0, 0.2, 0) is None
+    assert metrics.time_per_output_token(r.latency, r.ttft, 1) is None
+    assert metrics.time_per_output_token(1.0, 0.2, 0) is None
 
 
 def test_a_chunk_may_carry_several_tokens_so_tpot_uses_usage_not_chunks():
@@ -100,8 +100,8 @@ def test_summary_on_a_known_timeline():
 
 def test_goodput_counts_a_one_token_output_as_tpot_zero_and_failures_never():
     records = timeline()
-    assert bench.request_goodput(records, {"tpot": 1}, 1.0) == pytest.approx(1.0)      # only the 1-token one
-    assert bench.request_goodput(records, {"ttft": 10_000}, 4.0) == pytest.approx(3 / 4)
+    assert metrics.request_goodput(records, {"tpot": 1}, 1.0) == pytest.approx(1.0)      # only the 1-token one
+    assert metrics.request_goodput(records, {"ttft": 10_000}, 4.0) == pytest.approx(3 / 4)
 
 
 def test_summary_keys_match_vllm_where_they_overlap():
@@ -165,26 +165,6 @@ def test_pooling_runs_merges_samples_not_percentiles():
     assert merged["median_ttft_ms"] == pytest.approx(300)          # median of 100, 300, 900 -- not of run medians
     with pytest.raises(ValueError, match="save-detailed"):
         bench.records_of({"duration": 1.0, "latencies": []})
-
-
-def test_percentile_matches_numpy_and_rejects_nonsense():
-    rng = np.random.default_rng(0)
-    for n in (1, 2, 5, 64, 1001):
-        values = list(rng.lognormal(size=n))
-        for q in (0, 1, 25, 50, 90, 99, 99.9, 100):
-            assert bench.percentile(values, q) == pytest.approx(np.percentile(values, q))
-    with pytest.raises(ValueError):
-        bench.percentile([], 50)
-    with pytest.raises(ValueError):
-        bench.percentile([1.0], 101)
-
-
-def test_parse_slo():
-    assert bench.parse_slo(["ttft:500", "tpot:50"]) == {"ttft": 500.0, "tpot": 50.0}
-    assert bench.parse_slo("e2el:2000") == {"e2el": 2000.0}
-    for bad in (["ttfb:10"], ["ttft"], ["ttft:fast"], ["tpot:-1"]):
-        with pytest.raises(ValueError, match="ttft|milliseconds|negative"):
-            bench.parse_slo(bad)
 
 
 def test_goodput_knee_is_the_last_load_before_the_first_miss():

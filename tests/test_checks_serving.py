@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from inferlab import engines
+from inferlab import metrics
 from inferlab.checks import serving as chk
 
 import nbcode
@@ -110,7 +110,7 @@ def make_stats(count_chunks=False, tpot_over_n=False, e2el_last_text=False, none
                 return {"text": "".join(pieces), "prompt_tokens": None, "completion_tokens": None,
                         "ttft": None, "e2el": events[-1][0] - t_start, "tpot": None}
             raise ValueError("no usage")
-        ttft = (events[0][0] - t_start) if ttft_first_event else engines.time_to_first_token(events, t_start)
+        ttft = (events[0][0] - t_start) if ttft_first_event else metrics.time_to_first_token(events, t_start)
         e2el = (last_text if e2el_last_text and last_text else events[-1][0]) - t_start
         n = sum(1 for _, c in events for ch in c.choices if _text_of(ch)) if count_chunks else usage.completion_tokens
         gaps = n if tpot_over_n else n - 1
@@ -257,32 +257,32 @@ def test_engine_match_needs_an_explicit_cache_size(solution):
 # ----------------------------------------------------------------------------- a load, summarized
 
 def load_over_latencies(results, wall):
-    out = chk.summarize_load_reference(results, wall)
+    out = metrics.load_summary(results, wall)
     out["throughput"] = out["output_tokens"] / sum(r["e2el"] for r in results)
     return out
 
 
 def load_counts_prompt_tokens(results, wall):
-    out = chk.summarize_load_reference(results, wall)
+    out = metrics.load_summary(results, wall)
     out["throughput"] = sum(r["completion_tokens"] + r["prompt_tokens"] for r in results) / wall
     return out
 
 
 def load_none_tpot_as_zero(results, wall):
-    out = chk.summarize_load_reference(results, wall)
+    out = metrics.load_summary(results, wall)
     out["tpot_mean"] = statistics.fmean(r["tpot"] or 0.0 for r in results)
     return out
 
 
 def load_median_unsorted(results, wall):
-    out = chk.summarize_load_reference(results, wall)
+    out = metrics.load_summary(results, wall)
     ttfts = [r["ttft"] for r in results]
     out["ttft_median"] = ttfts[len(ttfts) // 2]
     return out
 
 
 def load_mean_as_median(results, wall):
-    out = chk.summarize_load_reference(results, wall)
+    out = metrics.load_summary(results, wall)
     out["ttft_median"] = out["ttft_mean"]
     return out
 

@@ -1,5 +1,4 @@
 """inferlab.decoding: the reference samplers, the cached generation loop, streaming, latency."""
-import math
 
 import pytest
 import torch
@@ -101,24 +100,6 @@ def test_sampler_closure_matches_sample():
 
 
 # ----------------------------------------------------------------------------- metrics
-
-def test_latency_metrics_definitions():
-    m = decoding.latency_metrics([10.2, 10.3, 10.45, 10.5], 10.0)
-    assert m["ttft"] == pytest.approx(0.2)
-    assert m["e2el"] == pytest.approx(0.5)
-    assert m["itl"] == pytest.approx([0.1, 0.15, 0.05])
-    assert m["tpot"] == pytest.approx(0.1)
-    assert m["n_tokens"] == 4
-    assert m["e2el"] == pytest.approx(m["ttft"] + (m["n_tokens"] - 1) * m["tpot"])
-    assert math.isclose(sum(m["itl"]) / len(m["itl"]), m["tpot"])
-
-
-def test_latency_metrics_single_token_and_empty():
-    m = decoding.latency_metrics([1.5], 1.0)
-    assert m["tpot"] is None and m["itl"] == [] and m["ttft"] == pytest.approx(0.5)
-    with pytest.raises(ValueError):
-        decoding.latency_metrics([], 0.0)
-
 
 # ----------------------------------------------------------------------------- streaming (tokenizer)
 

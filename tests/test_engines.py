@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from inferlab import engines, host, memory, models, profiles
+from inferlab import engines, host, memory, metrics, models, profiles
 from inferlab.checks import serving
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,8 +163,8 @@ def test_root_cause_skips_the_generic_wrapper():
 
 def test_reference_ttft_and_kv_capacity_agree_with_the_check_module():
     chunks = serving._streams()["a chat stream (role chunk first, an empty delta, a held-back token)"][0]
-    assert engines.time_to_first_token(chunks, serving.T0) == pytest.approx(0.41)
-    cap = serving.kv_capacity_reference(64 * 2**20, 23040, 128, 512)
+    assert metrics.time_to_first_token(chunks, serving.T0) == pytest.approx(0.41)
+    cap = memory.kv_capacity(64 * 2**20, 23040, 128, 512)
     assert cap == {"num_blocks": 22, "tokens": 2816, "max_concurrency": 5.5}   # what vLLM logged for 64 MiB
 
 
@@ -276,14 +276,14 @@ def test_a_real_server_answers_reports_its_cache_and_stops_completely(cpu):
         t_start, events = engines.stream_chat(server.client, server.model_name,
                                               [{"role": "user", "content": "Count to five."}], 8, temperature=0.0)
         assert events[-1][1].usage.completion_tokens == 8
-        assert 0 < engines.time_to_first_token(events, t_start) < events[-1][0] - t_start
-        metrics = server.metrics()
-        assert metrics["vllm:request_success_total"] == 2.0 and "vllm:num_requests_waiting" in metrics
+        assert 0 < metrics.time_to_first_token(events, t_start) < events[-1][0] - t_start
+        counters = server.metrics()
+        assert counters["vllm:request_success_total"] == 2.0 and "vllm:num_requests_waiting" in counters
         report = server.kv_report()
         assert report["dtype"] == server.dtype
         bytes_per_token = memory.kv_bytes_per_token(memory.load_config(cpu.model), report["dtype"])
-        predicted = serving.kv_capacity_reference(report["kv_cache_memory_bytes"], bytes_per_token,
-                                                  report["block_size"], report["max_model_len"])
+        predicted = memory.kv_capacity(report["kv_cache_memory_bytes"], bytes_per_token,
+                                       report["block_size"], report["max_model_len"])
         assert report["kv_cache_memory_bytes"] == 2**26
         assert (predicted["num_blocks"], predicted["tokens"]) == (report["num_blocks"], report["tokens"])
         assert predicted["max_concurrency"] == pytest.approx(report["max_concurrency"], abs=0.005)

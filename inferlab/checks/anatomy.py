@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from inferlab import decoding as ref
+from inferlab import metrics
 from inferlab.checks import CheckFailed, as_tensor, expect, expect_close, graded
 
 # ----------------------------------------------------------------------------- helpers
@@ -399,7 +400,7 @@ def check_latency_metrics(latency_metrics):
     t0 = 250.0
     stamps = [250.41, 250.44, 250.50, 250.53, 250.83, 250.86]
     got = latency_metrics(list(stamps), t0)
-    want = ref.latency_metrics(stamps, t0)
+    want = metrics.latency_metrics(stamps, t0)
     expect(isinstance(got, dict), f"return a dict with ttft, tpot, itl and e2el, got {type(got).__name__}")
     missing = [key for key in ("ttft", "tpot", "itl", "e2el") if key not in got]
     expect(not missing, f"missing keys: {missing}")

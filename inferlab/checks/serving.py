@@ -11,8 +11,8 @@ what the engine itself reported.
 from __future__ import annotations
 
 import math
-import statistics
 
+from inferlab import memory, metrics
 from inferlab.checks import CheckFailed, expect, graded
 
 T0 = 1000.0   # streams start at an arbitrary clock reading, as time.perf_counter() does
@@ -163,13 +163,6 @@ def check_usage_tokens(stream_stats):
 
 # ----------------------------------------------------------------------------- KV capacity
 
-def kv_capacity_reference(kv_cache_bytes: int, bytes_per_token: int, block_size: int, max_model_len: int) -> dict:
-    """vLLM's arithmetic: whole blocks; a request at max_model_len takes ceil(len / block) blocks."""
-    num_blocks = int(kv_cache_bytes) // (int(block_size) * int(bytes_per_token))
-    per_request = -(-int(max_model_len) // int(block_size))
-    return {"num_blocks": num_blocks, "tokens": num_blocks * block_size, "max_concurrency": num_blocks / per_request}
-
-
 KV_CASES = [  # (what, kv_cache_bytes, bytes_per_token, block_size, max_model_len)
     ("1 GiB, 46,080 B/token (an FP32 cache), blocks of 16, max_model_len 1000", 2**30, 46080, 16, 1000),
     ("3.5 GiB, 28,672 B/token, blocks of 16, max_model_len 4096", int(3.5 * 2**30), 28672, 16, 4096),
@@ -200,7 +193,7 @@ def _kv_diagnosis(got: dict, want: dict, kv_bytes, bpt, block, mml) -> str:
 def check_kv_capacity(kv_capacity):
     """kv_capacity(kv_cache_bytes, bytes_per_token, block_size, max_model_len) -> {"num_blocks", "tokens", "max_concurrency"}."""
     for label, kv_bytes, bpt, block, mml in KV_CASES:
-        want = kv_capacity_reference(kv_bytes, bpt, block, mml)
+        want = memory.kv_capacity(kv_bytes, bpt, block, mml)
         got = kv_capacity(kv_bytes, bpt, block, mml)
         expect(isinstance(got, dict), f"return a dict, got {type(got).__name__}")
         missing = set(want) - set(got)
@@ -254,15 +247,6 @@ def check_kv_matches_engine(kv_capacity, bytes_per_token, report):
 
 # ----------------------------------------------------------------------------- a load, summarized
 
-def summarize_load_reference(results: list[dict], wall_seconds: float) -> dict:
-    ttfts = [r["ttft"] for r in results if r["ttft"] is not None]
-    tpots = [r["tpot"] for r in results if r["tpot"] is not None]
-    out_tokens = sum(r["completion_tokens"] for r in results)
-    return {"requests": len(results), "output_tokens": out_tokens, "throughput": out_tokens / wall_seconds,
-            "ttft_mean": statistics.fmean(ttfts), "ttft_median": statistics.median(ttfts), "ttft_max": max(ttfts),
-            "tpot_mean": statistics.fmean(tpots) if tpots else None}
-
-
 def _result(ttft, e2el, n, prompt=40) -> dict:
     return {"text": "x" * n, "prompt_tokens": prompt, "completion_tokens": n, "ttft": ttft, "e2el": e2el,
             "tpot": (e2el - ttft) / (n - 1) if n > 1 and ttft is not None else None}
@@ -283,7 +267,7 @@ def check_load_summary(summarize_load):
     """summarize_load(results, wall_seconds) -> {"requests", "output_tokens", "throughput", "ttft_mean",
     "ttft_median", "ttft_max", "tpot_mean"}."""
     for label, results, wall in LOAD_CASES:
-        want = summarize_load_reference(results, wall)
+        want = metrics.load_summary(results, wall)
         got = summarize_load([dict(r) for r in results], wall)
         expect(isinstance(got, dict), f"return a dict, got {type(got).__name__}")
         missing = set(want) - set(got)

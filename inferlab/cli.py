@@ -132,9 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds to become healthy (default 300 on CPU, 1200 on GPU)")
     p.set_defaults(func=_serve, extra=[])
 
-    from inferlab import bench, memory
+    from inferlab import memory
+    from inferlab.bench import cli as bench_cli
     memory.add_cli(sub)
-    bench.add_cli(sub)
+    bench_cli.add_cli(sub)
     return parser
 
 

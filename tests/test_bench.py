@@ -334,21 +334,19 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert not (tmp_path / "x.json").exists() or json.loads((tmp_path / "x.json").read_text())["failed"] == 2
 
 
-def test_client_pinning_applies_to_the_run_and_is_undone():
+def test_client_pinning_applies_to_the_run_and_is_undone(monkeypatch):
     import os
+    from inferlab.bench import loadgen
     before = os.sched_getaffinity(0)
     seen = []
-    original = bench._one_request
+    original = loadgen._one_request
 
     async def spy(*args, **kwargs):
         seen.append(os.sched_getaffinity(0))
         return await original(*args, **kwargs)
-    bench._one_request = spy
-    try:
-        with StubServer(first_delay=0.0, gap=0.0) as stub:
-            result = bench.run(stub.url, "m", fixed_requests(2), progress=False, cpus={min(before)})
-    finally:
-        bench._one_request = original
+    monkeypatch.setattr(loadgen, "_one_request", spy)
+    with StubServer(first_delay=0.0, gap=0.0) as stub:
+        result = bench.run(stub.url, "m", fixed_requests(2), progress=False, cpus={min(before)})
     assert result["completed"] == 2
     assert seen and all(cpus == {min(before)} for cpus in seen)
     assert os.sched_getaffinity(0) == before

@@ -362,7 +362,7 @@ def test_footprint_equals_parameter_and_buffer_bytes_plus_quantization_state(loa
         # 4-bit: absmax, value tables (and nested statistics) live in weight.quant_state:
         # footprint == parameter + buffer bytes + the bytes of those tensors.
         qs = [t for p in m.parameters() if getattr(p, "quant_state", None) is not None
-              for t in quant._quant_state_tensors(p.quant_state)]
+              for t in quant.cost._quant_state_tensors(p.quant_state)]
         assert parts["quantization state"] == _unique_bytes(qs) > 0
         assert quant.footprint_bytes(m) == params_and_buffers + _unique_bytes(qs)
         assert all(type(mod).__name__ == "Linear4bit" for _, mod in quant.quantizable_linears(m))

@@ -188,7 +188,7 @@ def _int4_diagnosis(w, group_size, clip, scale, zero) -> str:
             _, rs, _ = quant.quantize_int4(w, g, clip)
             if rs.numel() == s.numel() and torch.allclose(rs.double().reshape(-1), s, rtol=1e-5):
                 hints.append(f"your groups hold {g} weights, not {group_size} (group size off by one)")
-    grouped, _ = quant._grouped(w.float(), group_size)
+    grouped, _ = quant.formats._grouped(w.float(), group_size)
     lo, hi = grouped.amin(-1).double() * clip, grouped.amax(-1).double() * clip
     no_zero = ((hi - lo) / 15).reshape(-1)
     if no_zero.numel() == s.numel() and torch.allclose(s, no_zero, rtol=1e-5) and not torch.allclose(

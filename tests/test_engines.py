@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from inferlab import engines, host, memory, metrics, models, profiles
+from inferlab.engines import launch, processes
 from inferlab.checks import serving
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def test_engine_args_become_vllm_flags():
 
 def test_generated_flags_are_accepted_by_vllms_own_parser():
     """Flag names are checked against the installed vLLM, not against what we believe they are."""
-    _, args, _ = engines._defaults(True, 0.25, {"max_model_len": 512, "max_num_seqs": 8, "max_num_batched_tokens": 64,
+    _, args, _ = launch._defaults(True, 0.25, {"max_model_len": 512, "max_num_seqs": 8, "max_num_batched_tokens": 64,
                                               "enable_prefix_caching": False, "dtype": "bfloat16",
                                               "disable_uvicorn_access_log": True})
     flags = ["--model", "m", "--served-model-name", "m", "--host", engines.HOST, "--port", "8000",
@@ -71,11 +72,11 @@ def test_generated_flags_are_accepted_by_vllms_own_parser():
 
 
 def test_cpu_defaults_give_an_explicit_cache_and_eager_mode():
-    gib, args, _ = engines._defaults(True, None, {})
+    gib, args, _ = launch._defaults(True, None, {})
     assert gib == 1.0 and args["enforce_eager"] is True and args["kv_cache_memory_bytes"] == 2**30
-    gib, args, env = engines._defaults(False, None, {"gpu_memory_utilization": 0.5})
+    gib, args, env = launch._defaults(False, None, {"gpu_memory_utilization": 0.5})
     assert gib is None and args == {"gpu_memory_utilization": 0.5} and env == {}
-    _, args, _ = engines._defaults(True, 0.5, {"kv_cache_memory_bytes": 1234, "enforce_eager": False})
+    _, args, _ = launch._defaults(True, 0.5, {"kv_cache_memory_bytes": 1234, "enforce_eager": False})
     assert args["kv_cache_memory_bytes"] == 1234 and args["enforce_eager"] is False   # explicit arguments win
 
 
@@ -191,7 +192,7 @@ def test_free_port_is_free_and_a_bound_port_is_not():
 
 SPAWNER = """
 import subprocess, sys, time
-from inferlab.engines import _die_with_parent
+from inferlab.engines.processes import _die_with_parent
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], preexec_fn=_die_with_parent)
 print(child.pid, flush=True)
 time.sleep(120)
@@ -213,7 +214,7 @@ def test_kill_group_takes_the_whole_tree():
     code = ("import subprocess, sys, time\n"
             "subprocess.Popen([sys.executable, '-c', 'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)'])\n"
             "time.sleep(120)\n")
-    proc = subprocess.Popen([sys.executable, "-c", code], preexec_fn=engines._die_with_parent)
+    proc = subprocess.Popen([sys.executable, "-c", code], preexec_fn=processes._die_with_parent)
     deadline = time.monotonic() + 20
     while not psutil.Process(proc.pid).children() and time.monotonic() < deadline:
         time.sleep(0.1)

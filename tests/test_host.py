@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from inferlab import engines, host
+from inferlab.engines import launch
 
 REPO = Path(__file__).resolve().parent.parent
 AVX2_LAPTOP = {"avx", "avx2", "fma", "f16c"}                                    # AMD Zen 3, Intel Core
@@ -85,13 +86,13 @@ def test_engines_take_dtype_and_layout_from_the_host(monkeypatch):
     monkeypatch.setattr(host, "detect", lambda: _host("avx2"))
     for name in engines.LAYOUT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    _, args, env = engines._defaults(True, None, {})
+    _, args, env = launch._defaults(True, None, {})
     assert args["dtype"] == "float32" and args["distributed_executor_backend"] == "uni"
     assert env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    assert engines._defaults(True, None, {"dtype": None})[1]["dtype"] == "float32"    # None: the host's choice
-    assert engines._defaults(True, None, {"dtype": "bfloat16"})[1]["dtype"] == "bfloat16"   # explicit wins
+    assert launch._defaults(True, None, {"dtype": None})[1]["dtype"] == "float32"    # None: the host's choice
+    assert launch._defaults(True, None, {"dtype": "bfloat16"})[1]["dtype"] == "bfloat16"   # explicit wins
     monkeypatch.setattr(host, "detect", lambda: _host("amx", cores=32))
-    _, args, env = engines._defaults(True, None, {})
+    _, args, env = launch._defaults(True, None, {})
     assert args["dtype"] == "bfloat16" and "distributed_executor_backend" not in args and env == {}
 
 
@@ -100,19 +101,19 @@ def test_a_layout_the_caller_chose_is_left_alone(monkeypatch):
     for name in engines.LAYOUT_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0")             # the caller binds the worker itself
-    _, args, env = engines._defaults(True, None, {})
+    _, args, env = launch._defaults(True, None, {})
     assert "distributed_executor_backend" not in args and env == {}
     monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND")
-    _, args, env = engines._defaults(True, None, {}, {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    _, args, env = launch._defaults(True, None, {}, {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
     assert "distributed_executor_backend" not in args and env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    _, args, env = engines._defaults(True, None, {"tensor_parallel_size": 2})    # in-process cannot shard
+    _, args, env = launch._defaults(True, None, {"tensor_parallel_size": 2})    # in-process cannot shard
     assert "distributed_executor_backend" not in args and env == {}
-    _, args, _ = engines._defaults(True, None, {"distributed_executor_backend": "mp"})
+    _, args, _ = launch._defaults(True, None, {"distributed_executor_backend": "mp"})
     assert args["distributed_executor_backend"] == "mp"
 
 
 def test_the_gpu_profile_keeps_the_engines_own_dtype_and_layout():
-    _, args, env = engines._defaults(False, None, {})
+    _, args, env = launch._defaults(False, None, {})
     assert "dtype" not in args and "distributed_executor_backend" not in args and env == {}
 
 

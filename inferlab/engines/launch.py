@@ -1,0 +1,168 @@
+"""Starting an engine: the command line from engine arguments, the environment and defaults the profile
+and the host choose, start() and the serve() context manager."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from inferlab.engines.endpoints import HOST, free_port, port_is_free
+from inferlab.engines.errors import PortInUseError
+from inferlab.engines.processes import _die_with_parent
+from inferlab.engines.server import Server
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM boolean options that have no --no-... form: False simply leaves them out.
+STORE_TRUE_ONLY = {"disable_log_stats", "headless", "grpc", "aggregate_engine_logging"}
+GiB = 2**30
+
+
+def engine_flags(engine_args: dict) -> list[str]:
+    """Keyword arguments -> vLLM command-line flags.
+
+    ``max_model_len=512`` -> ``--max-model-len 512``; ``True`` -> the bare flag; ``False`` ->
+    ``--no-<flag>`` (e.g. ``enable_prefix_caching=False`` -> ``--no-enable-prefix-caching``);
+    ``None`` -> nothing; a list or tuple -> the flag followed by each item.
+    """
+    flags: list[str] = []
+    for name, value in engine_args.items():
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        if value is True:
+            flags.append(flag)
+        elif value is False:
+            if name not in STORE_TRUE_ONLY:
+                flags.append("--no-" + flag[2:])
+        elif isinstance(value, (list, tuple)):
+            flags += [flag, *map(str, value)]
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+def served_name(model: str) -> str:
+    """The name clients use for the model: a local directory's name, never its full path."""
+    path = Path(model)
+    return path.name if path.is_absolute() else model
+
+
+def _profile(profile):
+    from inferlab import profiles
+    if profile is None or isinstance(profile, str):
+        return profiles.resolve(profile or "auto")
+    return profile
+
+
+# Variables with which a caller chooses vLLM's process layout or core binding; when one is set,
+# inferlab.host's compact layout is not applied.
+LAYOUT_VARIABLES = ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU")
+
+
+def engine_env(on_cpu: bool, kv_cache_gib: float | None, env: dict | None = None,
+               workdir: Path | None = None) -> dict:
+    """Environment of the engine process.
+
+    workdir becomes its TMPDIR, so every file vLLM puts in the temporary directory (IPC sockets,
+    compile caches) goes where stop() removes it. ``env`` (the caller's, plus the layout that
+    _defaults chose) is applied last.
+    """
+    out = dict(os.environ)
+    out.update(PYTHONUNBUFFERED="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1", NO_COLOR="1")
+    if workdir is not None:
+        out["TMPDIR"] = str(workdir)
+    if on_cpu:
+        out.update(CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+        if kv_cache_gib is not None:
+            # vllm-cpu reads VLLM_CPU_KVCACHE_SPACE as whole GiB and lets it override
+            # --kv-cache-memory-bytes; we pass exact bytes, so the variable must not interfere.
+            out.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    out.update(env or {})
+    return out
+
+
+def _defaults(on_cpu: bool, kv_cache_gib: float | None, engine_args: dict,
+              env: dict | None = None) -> tuple[float | None, dict, dict]:
+    """The profile's defaults: (kv_cache_gib, engine arguments, environment).
+
+    On CPU: an explicit KV-cache size (1 GiB), no torch.compile, the dtype inferlab.host chooses for
+    this CPU (``dtype=None`` also means that choice) and, on few cores, its compact process layout,
+    unless the caller chose a layout (LAYOUT_VARIABLES in the environment, an executor) or runs
+    tensor or pipeline parallelism, which the in-process executor cannot.
+    """
+    args, env = dict(engine_args), dict(env or {})
+    if on_cpu:
+        from inferlab import host
+        settings = host.engine_settings(host.detect())
+        kv_cache_gib = 1.0 if kv_cache_gib is None else kv_cache_gib
+        args.setdefault("enforce_eager", True)     # torch.compile would add minutes to every start
+        if args.get("dtype") is None:
+            args["dtype"] = settings.dtype
+        chosen = any(name in os.environ or name in env for name in LAYOUT_VARIABLES)
+        parallel = any((args.get(k) or 1) > 1 for k in ("tensor_parallel_size", "pipeline_parallel_size"))
+        if settings.compact and not chosen and not parallel and "distributed_executor_backend" not in args:
+            args.update(settings.args())
+            env = {**settings.env(), **env}
+    if kv_cache_gib is not None:
+        args.setdefault("kv_cache_memory_bytes", round(kv_cache_gib * GiB))
+    return kv_cache_gib, args, env
+
+
+def start(engine: str = "vllm", model: str | None = None, profile=None, port: int | None = None,
+          timeout: float | None = None, kv_cache_gib: float | None = None, env: dict | None = None,
+          served_model_name: str | None = None, extra_args: list[str] | None = None, **engine_args) -> Server:
+    """Start an engine and wait until it is healthy; the caller must stop() it (serve() does)."""
+    if engine != "vllm":
+        raise ValueError(f"engine {engine!r} is not available yet: use 'vllm'")
+    p = _profile(profile)
+    model = model or p.model
+    on_cpu = not p.is_gpu
+    if port is None:
+        port = free_port()
+    elif not port_is_free(port):
+        raise PortInUseError(f"port {port} on {HOST} is already in use; choose another or leave port=None")
+    kv_cache_gib, engine_args, env = _defaults(on_cpu, kv_cache_gib, engine_args, env)
+    engine_args.setdefault("disable_uvicorn_access_log", True)   # no line per /metrics scrape
+    name = served_model_name or served_name(model)
+    command = [sys.executable, "-m", VLLM_MODULE, "--model", str(model), "--served-model-name", name,
+               "--host", HOST, "--port", str(port), *engine_flags(engine_args), *(extra_args or [])]
+    workdir = Path(tempfile.mkdtemp(prefix=f"inferlab-{engine}-{port}-"))
+    try:
+        with open(workdir / "engine.log", "wb") as log:
+            proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=engine_env(on_cpu, kv_cache_gib, env, workdir), preexec_fn=_die_with_parent)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    server = Server(engine, str(model), name, port, proc, workdir, command)
+    limit = timeout if timeout is not None else (300 if on_cpu else 1200)
+    try:
+        server.startup_seconds = server.wait_healthy(limit)
+    except BaseException:                 # EngineStartError, but also Ctrl-C while waiting
+        server.stop()
+        raise
+    return server
+
+
+@contextlib.contextmanager
+def serve(engine: str = "vllm", model: str | None = None, profile=None, port: int | None = None,
+          timeout: float | None = None, kv_cache_gib: float | None = None, env: dict | None = None,
+          **engine_args):
+    """``with serve("vllm", max_model_len=512) as server:`` -- a healthy engine, stopped on exit.
+
+    model: a local directory or hub id (default: the profile's model). profile: a Profile or
+    its name (default "auto"). port: default a free one. timeout: seconds to become healthy
+    (default 300 on CPU, 1200 on GPU). kv_cache_gib: KV-cache size in GiB, fractions allowed
+    (default 1 on CPU; on GPU vLLM sizes it from gpu_memory_utilization unless given).
+    env: extra environment variables. Every other keyword becomes a vLLM flag (engine_flags);
+    extra_args=[...] appends raw flags.
+    """
+    server = start(engine, model, profile, port, timeout, kv_cache_gib, env, **engine_args)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,6 +1,5 @@
 """inferlab.memory: exact parameter counts, KV-cache sizes, the estimate and the vram CLI."""
 
-import argparse
 import json
 import subprocess
 import sys
@@ -358,9 +357,8 @@ def test_missing_field_is_named():
 # ----------------------------------------------------------------------------- CLI
 
 def _vram_parser():
-    parser = argparse.ArgumentParser(prog="inferlab")
-    memory.add_cli(parser.add_subparsers(dest="command"))
-    return parser
+    from inferlab.cli import build_parser
+    return build_parser()
 
 
 def test_cli_json_in_process(capsys):
@@ -391,10 +389,8 @@ def test_cli_table_accepts_a_directory(tmp_path, capsys):
 
 
 def test_cli_bad_config_in_process(capsys):
-    args = _vram_parser().parse_args(["vram", "--config", "/no/such/dir"])
-    with pytest.raises(SystemExit) as info:
-        args.func(args)
-    assert info.value.code == 2
+    from inferlab.cli import main
+    assert main(["vram", "--config", "/no/such/dir"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("inferlab vram: error: cannot read config")
     assert err.count("\n") == 1

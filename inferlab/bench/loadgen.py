@@ -100,6 +100,24 @@ async def _run_async(base_url, model, requests, endpoint, offsets, max_concurren
         pin_this_thread(restore)
 
 
+def resolve_cpus(cpus) -> set[int] | None:
+    """The CPUs a client runs on: "auto" (those no local engine is pinned to, ``engines.client_cpus``),
+    None or "none" (anywhere), a set of CPU numbers, or text such as "1,3". Bad input: ValueError."""
+    if cpus is None or cpus == "none":
+        return None
+    if cpus == "auto":
+        from inferlab.engines import client_cpus
+        return client_cpus()
+    try:
+        chosen = {int(c) for c in cpus.split(",") if c.strip()} if isinstance(cpus, str) else {int(c) for c in cpus}
+    except (TypeError, ValueError):
+        raise ValueError(f"cpus takes auto, none or CPU numbers such as 1,3 (got {cpus!r})") from None
+    usable = os.sched_getaffinity(0)
+    if not chosen or not chosen <= usable:
+        raise ValueError(f"cpus {cpus!r}: this process may only use CPUs {sorted(usable)}")
+    return chosen
+
+
 def pin_this_thread(cpus):
     """Pin the calling thread (Linux: pid 0 means this thread) to cpus; return what to restore."""
     if not cpus or not hasattr(os, "sched_setaffinity"):
@@ -123,14 +141,15 @@ def run(base_url: str, model: str, requests: list[BenchRequest], *, endpoint: st
         request_rate: float = math.inf, burstiness: float = 1.0, max_concurrency: int | None = None,
         seed: int = 0, slo: dict | None = None, percentiles=PERCENTILES, ignore_eos: bool = True,
         extra_body: dict | None = None, timeout: float = 600.0, num_warmups: int = 0,
-        progress: bool = True, label: str = "", arrivals=None, cpus=None) -> dict:
+        progress: bool = True, label: str = "", arrivals=None, cpus="auto") -> dict:
     """Send the workload, return summarize()'s result plus the run's settings and per-request records.
 
     Closed loop: request_rate=inf with max_concurrency=C keeps C requests in flight. Open loop: a
     finite request_rate sends on a seeded gamma arrival process whatever the server's state
     (max_concurrency, if given, still caps what is in flight). arrivals: your own send times in
-    seconds, one per request, instead of the gamma process. cpus: run the client on these CPUs only
-    (e.g. engines.client_cpus(), away from the engine's cores). Progress goes to a tqdm bar.
+    seconds, one per request, instead of the gamma process. cpus: where the client runs (see
+    resolve_cpus; by default away from a local engine's cores, as ``inferlab bench``). Progress goes
+    to a tqdm bar.
     """
     if endpoint not in ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}: use one of {', '.join(ENDPOINTS)}")
@@ -138,6 +157,7 @@ def run(base_url: str, model: str, requests: list[BenchRequest], *, endpoint: st
         raise ValueError("the workload is empty: ask for at least one prompt")
     if max_concurrency is not None and max_concurrency < 1:
         raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    cpus = resolve_cpus(cpus)
     if arrivals is None:
         offsets = arrival_times(len(requests), request_rate, burstiness, seed)
     else:

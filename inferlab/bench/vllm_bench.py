@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from inferlab.bench.loadgen import pin_this_thread
+from inferlab.bench.loadgen import pin_this_thread, resolve_cpus
 from inferlab.bench.records import BenchRequest
 from inferlab.bench.workloads import write_jsonl
 from inferlab.metrics import PERCENTILES, percentile_name
@@ -46,12 +46,13 @@ def vllm_bench_command(server_url: str, model: str, tokenizer_path: str, dataset
 
 
 def run_vllm_bench(server_url: str, model: str, tokenizer_path: str, requests: list[BenchRequest], *,
-                   timeout: float = 1800, cpus=None, **options) -> dict:
+                   timeout: float = 1800, cpus="auto", **options) -> dict:
     """Run ``vllm bench serve`` on the same requests; return its JSON result plus its printed report.
 
-    The report is under "stdout". cpus: pin the benchmark process to these CPUs (as run()'s cpus).
+    The report is under "stdout". cpus: where the benchmark process runs, as run()'s cpus.
     A failure raises RuntimeError with the last lines it printed.
     """
+    cpus = resolve_cpus(cpus)
     with tempfile.TemporaryDirectory(prefix="inferlab-vllm-bench-") as tmp:
         dataset = write_jsonl(requests, Path(tmp) / "workload.jsonl")
         result_path = Path(tmp) / "result.json"

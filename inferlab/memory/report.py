@@ -1,12 +1,7 @@
-"""``inferlab vram``: an estimate as a table or JSON on the command line."""
+"""An estimate as text: byte counts in GiB and GB, and the table ``inferlab vram`` prints."""
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-
-from inferlab.memory.shapes import load_config, shipped_configs
-from inferlab.memory.sizing import DEFAULT_MAX_BATCHED_TOKENS, DTYPE_BYTES, GB, USABLE_FRACTION, GiB, estimate
+from inferlab.memory.sizing import GB, USABLE_FRACTION, GiB
 
 
 def format_bytes(n: float) -> str:
@@ -49,48 +44,3 @@ def format_report(est: dict) -> str:
     for warning in est.get("warnings") or []:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
-
-
-def add_cli(subparsers) -> argparse.ArgumentParser:
-    """Register ``vram`` on an argparse subparsers object.
-
-    inferlab vram --config PATH|DIR|NAME [--dtype bf16] [--kv-dtype bf16]
-                  [--context 4096] [--batch 1] [--max-batched-tokens 8192]
-                  [--gpus H100,L4] [--json]
-    """
-    dtypes = sorted(DTYPE_BYTES)
-    parser = subparsers.add_parser(
-        "vram",
-        help="estimate GPU memory for serving a model from its config.json",
-        description="Estimate weights + KV cache + activations + overhead from a config.json. "
-                    "--config takes a file, a directory holding config.json, or a shipped name: "
-                    + ", ".join(shipped_configs()),
-    )
-    parser.add_argument("--config", required=True, help="config.json, a directory holding it, or a shipped name")
-    parser.add_argument("--dtype", default="bf16", choices=dtypes, help="weight dtype (default bf16)")
-    parser.add_argument("--kv-dtype", default="bf16", choices=dtypes, help="KV-cache dtype (default bf16)")
-    parser.add_argument("--context", type=int, default=4096, help="tokens per sequence (default 4096)")
-    parser.add_argument("--batch", type=int, default=1, help="concurrent sequences (default 1)")
-    parser.add_argument("--max-batched-tokens", type=int, default=DEFAULT_MAX_BATCHED_TOKENS,
-                        help="tokens per forward step, as with chunked prefill (default "
-                             f"{DEFAULT_MAX_BATCHED_TOKENS}, vLLM's serve default on H100); "
-                             "0 = prefill the whole batch in one pass")
-    parser.add_argument("--gpus", default=None, help="comma-separated GPU names for the fits table (default: all)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.set_defaults(func=run_vram)
-    return parser
-
-
-def run_vram(args: argparse.Namespace) -> int:
-    """Handler for ``inferlab vram``. Bad input: one line on stderr and exit status 2."""
-    try:
-        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-        step = getattr(args, "max_batched_tokens", DEFAULT_MAX_BATCHED_TOKENS)
-        est = estimate(load_config(args.config), dtype=args.dtype, kv_dtype=args.kv_dtype,
-                       context=args.context, batch=args.batch, gpus=gpus,
-                       max_batched_tokens=None if step == 0 else step)
-    except ValueError as exc:
-        print(f"inferlab vram: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    print(json.dumps(est, indent=2) if args.json else format_report(est))
-    return 0

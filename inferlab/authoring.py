@@ -25,7 +25,9 @@ from inferlab.labtimes import TIMINGS  # the timing log; re-exported for the CLI
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 CHECK_CALL = re.compile(r"(?<!def )\b(check_[A-Za-z0-9_]+)\s*\(")
-HEADER_FIELDS = ("Learning objectives", "Prerequisites", "Time", "Hardware tiers")
+HEADER_FIELDS = ("Learning objectives", "Prerequisites", "Time", "Hardware tiers", "GPU tier", "How to work")
+# What the header says about the GPU path: where it has run, or plainly that it has not.
+GPU_TIER_LINE = re.compile(r"^\*\*GPU tier\*\*: (validated on .+|not yet run on a GPU\b.*)$", re.M)
 # Paths that betray the machine a notebook ran on; committed outputs must not contain them.
 ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|/opt/|site-packages|[A-Z]:\\\\)")
 MIN_CHECKS = 3
@@ -136,6 +138,9 @@ def lint_solution(path: Path) -> list[str]:
         for field in HEADER_FIELDS:
             if field.lower() not in first.source.lower():
                 problems.append(f"header lacks the field '{field}'")
+        if not GPU_TIER_LINE.search(first.source):
+            problems.append("the header needs a line '**GPU tier**: validated on <GPU, date>' or "
+                            "'**GPU tier**: not yet run on a GPU'")
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(params) != 1:
         problems.append(f"needs exactly one cell tagged 'parameters' (found {len(params)})")
@@ -197,8 +202,14 @@ def lab_title(path: Path) -> str:
     return first.lstrip("# ").split("—", 1)[-1].strip()
 
 
+def gpu_tier(path: Path) -> str:
+    """What a lab's header says about its GPU tier ("not yet run on a GPU", "validated on ...")."""
+    found = GPU_TIER_LINE.search(nbformat.read(path, as_version=4).cells[0].source)
+    return found.group(1).split(". ")[0].rstrip(".") if found else "not stated"
+
+
 def update_readme(readme: Path, solutions: Path, timings_path: Path) -> bool:
     """Rewrite the README's lab table from the solutions and the timing log; True when it changed."""
     from inferlab import labtimes
-    labs = [(path.stem, lab_title(path)) for path in lab_notebooks(solutions)]
+    labs = [(path.stem, lab_title(path), gpu_tier(path)) for path in lab_notebooks(solutions)]
     return labtimes.update_readme(readme, labs, labtimes.load(timings_path))

@@ -93,27 +93,32 @@ def estimate(entry: dict, probe_here: float, isa_here: str) -> float:
 
 # ----------------------------------------------------------------------------- README table
 
-def lab_table(labs: list[tuple[str, str]], log: dict) -> str:
-    """Markdown table of the labs: one wall-time column per ISA class measured, hosts underneath.
+def lab_table(labs: list[tuple], log: dict) -> str:
+    """Markdown table of the labs: one wall-time column per ISA class measured, the GPU tier's status,
+    hosts underneath.
 
-    labs: (stem, title) pairs in lab order.
+    labs: (stem, title) or (stem, title, gpu tier) tuples in lab order; the GPU tier is what the lab's
+    header says after "**GPU tier**:" (e.g. "not yet run on a GPU").
     """
     from inferlab.host import ISA_CLASSES, ISA_NAMES
     measured = {isa for entry in log.values() for isa in entry.get("runs", {})}
     columns = [isa for isa in ISA_CLASSES if isa in measured]
-    head = "| Lab | Topic | Chapter | " + " | ".join(f"CPU time, {ISA_NAMES[isa]}" for isa in columns) + " |"
-    rows = [head, "|---|---|---|" + "---|" * len(columns)]
-    for stem, title in labs:
+    gpu = any(len(lab) > 2 for lab in labs)
+    head = ("| Lab | Topic | Chapter | " + " | ".join(f"CPU time, {ISA_NAMES[isa]}" for isa in columns) + " |"
+            + (" GPU tier |" if gpu else ""))
+    rows = [head, "|---|---|---|" + "---|" * (len(columns) + gpu)]
+    for stem, title, *tier in labs:
         runs = log.get(stem, {}).get("runs", {})
         times = " | ".join(duration(runs[isa]["seconds"]) if isa in runs else "not measured" for isa in columns)
-        rows.append(f"| [{stem}](labs/{stem}.ipynb) | {title} | [{stem}.md](content/{stem}.md) | {times} |")
+        rows.append(f"| [{stem}](labs/{stem}.ipynb) | {title} | [{stem}.md](content/{stem}.md) | {times} |"
+                    + (f" {tier[0] if tier else 'not stated'} |" if gpu else ""))
     hosts = sorted({run["host"] for entry in log.values() for run in entry.get("runs", {}).values()})
     if hosts:
         rows += ["", "Measured on: " + "; ".join(f"`{h}`" for h in hosts) + "."]
     return "\n".join(rows)
 
 
-def update_readme(readme: Path, labs: list[tuple[str, str]], log: dict) -> bool:
+def update_readme(readme: Path, labs: list[tuple], log: dict) -> bool:
     """Rewrite the table between the README's markers; return True when it changed."""
     text = readme.read_text(encoding="utf-8")
     start, end = text.index(TABLE_START) + len(TABLE_START), text.index(TABLE_END)

@@ -76,6 +76,13 @@ def test_lint_reports_contract_violations(tmp_path):
     path = tmp_path / "99-bad.ipynb"
     nbformat.write(nb, path)
     problems = "\n".join(authoring.lint_solution(path))
-    for expected in ("Prerequisites", 'PROFILE = "auto"', "at least 3 graded checks",
-                     "at least 3 solution regions", "NBVAL_CHECK_OUTPUT", "absolute path"):
+    for expected in ("Prerequisites", 'PROFILE = "auto"', "at least 3 graded checks", "How to work",
+                     "at least 3 solution regions", "NBVAL_CHECK_OUTPUT", "absolute path", "**GPU tier**"):
         assert expected in problems
+
+
+@pytest.mark.parametrize("line,ok", [("**GPU tier**: not yet run on a GPU.", True),
+                                     ("**GPU tier**: validated on 1x H100 80GB, 2026-12-01", True),
+                                     ("**GPU tier**: should work", False), ("GPU tier: not yet run on a GPU", False)])
+def test_the_gpu_tier_line_says_where_it_ran_or_that_it_did_not(line, ok):
+    assert bool(authoring.GPU_TIER_LINE.search(f"# Lab\n\n{line}\n")) == ok

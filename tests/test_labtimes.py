@@ -52,6 +52,13 @@ def test_the_readme_table_has_a_column_per_isa_and_lists_the_hosts():
     assert lines[-1] == "Measured on: `H2`; `H5`."
 
 
+def test_the_readme_table_says_where_each_gpu_tier_ran():
+    table = labtimes.lab_table([("01-a", "A", "not yet run on a GPU"), ("02-b", "B", "validated on 1x L4")], {})
+    lines = table.splitlines()
+    assert lines[0].endswith("| GPU tier |")
+    assert lines[2].endswith("| not yet run on a GPU |") and lines[3].endswith("| validated on 1x L4 |")
+
+
 def test_an_estimate_scales_the_same_isa_run_by_the_probe():
     entry = {"runs": {"avx2": {"seconds": 200.0, "probe": 2.0}, "avx512": {"seconds": 100.0, "probe": 1.0}}}
     assert labtimes.estimate(entry, probe_here=3.0, isa_here="avx512") == pytest.approx(300.0)

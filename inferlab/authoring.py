@@ -31,6 +31,8 @@ GPU_TIER_LINE = re.compile(r"^\*\*GPU tier\*\*: (validated on .+|not yet run on 
 # Paths that betray the machine a notebook ran on; committed outputs must not contain them.
 ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|/opt/|site-packages|[A-Z]:\\\\)")
 MIN_CHECKS = 3
+# Words a contract may share with its solution: types and shapes say what goes in and comes out.
+CONTRACT_WORDS = {"shape", "dtype", "float", "int", "str", "bool", "list", "dict", "tuple", "None", "Linear", "Tensor"}
 
 
 class SolutionMarkerError(ValueError):
@@ -63,6 +65,65 @@ def stub_source(source: str, where: str = "cell") -> str:
     if inside:
         raise SolutionMarkerError(f"{where}: {BEGIN} is never closed")
     return "\n".join(out)
+
+
+def solution_regions(source: str) -> list[tuple[str, str]]:
+    """(hint, code) of every solution region of one cell's source."""
+    regions, hint, body = [], "", None
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            hint, body = stripped[len(BEGIN):].strip(" :-"), []
+        elif stripped.startswith(END) and body is not None:
+            regions.append((hint, "\n".join(body)))
+            body = None
+        elif body is not None:
+            body.append(line)
+    return regions
+
+
+def _method_names(code: str) -> set[str]:
+    """What a solution calls, reads as an attribute or passes by keyword: how it works."""
+    import ast
+    import textwrap
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            names.add(node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", ""))
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.keyword):
+            names.add(node.arg or "")
+    return {n for n in names if len(n) > 2}
+
+
+def leaked_method(source: str) -> list[str]:
+    """Per solution region whose stub message gives the method away: the names it borrows from the
+    solution's code that the learner's cell does not already show (signature, docstring, given code)."""
+    shown = set(re.findall(r"[A-Za-z_]\w*", _outside_regions(source))) | CONTRACT_WORDS
+    found = []
+    for hint, code in solution_regions(source):
+        leaked = sorted((_method_names(code) & set(re.findall(r"[A-Za-z_]\w*", hint))) - shown)
+        if leaked:
+            found.append(", ".join(leaked))
+    return found
+
+
+def _outside_regions(source: str) -> str:
+    kept, inside = [], False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN):
+            inside = True
+        elif stripped.startswith(END):
+            inside = False
+        elif not inside:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def learner_notebook(solution: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
@@ -162,6 +223,11 @@ def lint_solution(path: Path) -> list[str]:
         learner_notebook(nb, path.name)
     except SolutionMarkerError as exc:
         problems.append(f"unbalanced solution markers: {exc}")
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            for names in leaked_method(cell.source):
+                problems.append(f"cell {index}: a stub's message gives away its solution ({names}); state what goes "
+                                "in and what comes out, and leave the method to the markdown and the check's hint")
     regions = sum(c.source.count(BEGIN) for c in nb.cells if c.cell_type == "code")
     if regions < MIN_CHECKS:
         problems.append(f"needs at least {MIN_CHECKS} solution regions (found {regions})")

@@ -86,3 +86,16 @@ def test_lint_reports_contract_violations(tmp_path):
                                      ("**GPU tier**: should work", False), ("GPU tier: not yet run on a GPU", False)])
 def test_the_gpu_tier_line_says_where_it_ran_or_that_it_did_not(line, ok):
     assert bool(authoring.GPU_TIER_LINE.search(f"# Lab\n\n{line}\n")) == ok
+
+
+def test_a_stub_message_that_dictates_the_solution_is_flagged():
+    dictating = ('def weight_bytes(model):\n    """Bytes of the parameters."""\n'
+                 '    ### BEGIN SOLUTION sum numel() * element_size() over model.parameters()\n'
+                 '    return sum(p.numel() * p.element_size() for p in model.parameters())\n    ### END SOLUTION')
+    contract = dictating.replace("sum numel() * element_size() over model.parameters()",
+                                 "return an int: bytes of the parameters, a shared tensor counted once")
+    assert authoring.leaked_method(dictating) == ["element_size, numel, sum"]   # "parameters" is in the docstring
+    assert authoring.leaked_method(contract) == []
+    shown = contract.replace('"""Bytes of the parameters."""', '"""Bytes of model.parameters()."""').replace(
+        "return an int", "return an int from parameters()")
+    assert authoring.leaked_method(shown) == []        # what the cell already shows is not a leak

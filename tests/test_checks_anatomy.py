@@ -162,13 +162,38 @@ def top_k_no_off_switch(logits, k):
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
+def top_k_exactly_k(logits, k):
+    """Keeps k positions (topk's indices), dropping logits tied with the k-th: the docstring keeps ties."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits.clone()
+    index = torch.topk(logits, k, dim=-1).indices
+    return torch.full_like(logits, float("-inf")).scatter(-1, index, logits.gather(-1, index))
+
+
+def top_k_by_sorting(logits, k):
+    """A different correct answer: the k-th value from a full sort, ties kept."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits.clone()
+    kth = logits.sort(dim=-1, descending=True).values[..., k - 1:k]
+    return torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
+
+
+def test_top_k_accepts_a_sort_based_answer():
+    assert passes(chk.check_top_k, top_k_by_sorting)
+
+
+def test_top_k_keeping_exactly_k_is_told_about_ties():
+    verdict = chk.check_top_k(top_k_exactly_k)
+    assert not verdict.passed and "tie" in verdict.detail
+
+
 def test_top_k_solution_and_stub(solution, stub):
     assert passes(chk.check_top_k, solution["top_k_filter"])
     assert not passes(chk.check_top_k, stub["top_k_filter"])
 
 
 @pytest.mark.parametrize("wrong", [top_k_plus_one, top_k_smallest, top_k_zero_instead_of_inf, top_k_whole_batch,
-                                   top_k_in_place, top_k_no_off_switch])
+                                   top_k_in_place, top_k_no_off_switch, top_k_exactly_k])
 def test_top_k_rejects(wrong):
     assert not passes(chk.check_top_k, wrong)
 

@@ -152,7 +152,13 @@ def check_top_k(top_k_filter):
         _compare_masks(kept, want, f"top_k_filter(k={k})")
     one = _kept_mask(top_k_filter(logits[1], 3), logits[1], "top_k_filter on one row")
     _compare_masks(one, ref.top_k_filter(logits[1], 3) != float("-inf"), "top_k_filter(k=3) on one row")
-    return "right tokens kept per row for k = 1, 5, 37, vocab and 0 (off), batched and on one row"
+    tied = torch.tensor([[0.5, 2.0, 3.0, 2.0, -1.0, 2.0]])       # three logits tie with the 2nd largest
+    kept = _kept_mask(top_k_filter(tied.clone(), 2), tied, "top_k_filter with ties")
+    if int(kept.sum()) == 2:
+        raise CheckFailed("k=2 on a row where three logits tie with the 2nd largest: you kept exactly 2 tokens; "
+                          "keep every token tied with the k-th largest logit (compare values, not positions)")
+    _compare_masks(kept, ref.top_k_filter(tied, 2) != float("-inf"), "top_k_filter(k=2) with ties")
+    return "right tokens kept per row for k = 1, 5, 37, vocab and 0 (off), batched, on one row and with ties"
 
 
 def _nucleus_case() -> tuple[torch.Tensor, list[float]]:

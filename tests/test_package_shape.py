@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "inferlab"
 MAX_LINES = 400
 # Modules still above MAX_LINES, each waiting for its split along the seams it has (issue 10).
 # The list may only shrink: a module that drops below the limit must leave it.
-WAITING_FOR_SPLIT = {"inferlab.checks.anatomy", "inferlab.checks.quantization"}
+WAITING_FOR_SPLIT: set[str] = set()
 
 
 def module_names(root: Path) -> dict[str, Path]:

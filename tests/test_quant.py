@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from inferlab import memory, models, quant
-from inferlab.checks.quantization import UniformModel, tiny_llama
+from inferlab.checks.quantization.models import UniformModel, tiny_llama
 
 
 def _randn(*shape, seed=0, std=1.0):

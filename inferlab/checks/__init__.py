@@ -9,13 +9,22 @@ it) every verdict is also appended there as one JSON line.
 A check is written as a function that raises ``CheckFailed`` (or returns a short,
 deterministic success detail) and is wrapped with ``@graded(hint=...)``. Its name is
 the function's name, which always starts with ``check_``.
+
+Every lab's checks are a package ``inferlab/checks/<topic>/`` of one shape:
+- ``__init__.py`` defines the checks (or imports them from a part of the package), names
+  its ``LAB`` and declares its ``EXERCISES``: which names the notebook passes to each check.
+- ``mistakes.py`` holds its ``CATALOGUE``: plausible wrong answers, each a small function
+  with the words its verdict must contain, and different-but-right answers that must pass.
+  ``tests/test_checks.py`` runs every lab's catalogue; a new lab adds a catalogue, not a test.
 """
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Mapping
 
 VERDICTS_ENV = "INFERLAB_VERDICTS"
 _results: list["Verdict"] = []
@@ -123,7 +132,97 @@ def as_tensor(x, what: str):
         raise CheckFailed(f"{what}: expected a tensor, got {type(x).__name__}") from None
 
 
+def expect_dict(got, keys, what: str = "") -> dict:
+    """The learner's return value as a dict holding ``keys``, or CheckFailed saying what is missing."""
+    prefix = f"{what}: " if what else ""
+    if not isinstance(got, dict):
+        raise CheckFailed(f"{prefix}return a dict, got {type(got).__name__}")
+    missing = [key for key in keys if key not in got]
+    if missing:
+        raise CheckFailed(f"{prefix}the dict lacks {missing}")
+    return got
+
+
+def is_close(value, expected, rel_tol: float = 1e-9, abs_tol: float = 0.0) -> bool:
+    """Scalar closeness that is False, not an error, for None or a value that is not a number."""
+    if value is None or expected is None:
+        return value is None and expected is None
+    try:
+        return math.isclose(float(value), float(expected), rel_tol=rel_tol, abs_tol=abs_tol)
+    except (TypeError, ValueError):
+        return False
+
+
+def seeded_randn(*shape, seed: int, scale: float = 1.0):
+    """Normal values the notebook never shows, the same on every run and host."""
+    import torch
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
 def _to_numpy(x):
     if hasattr(x, "detach"):
         return x.detach().cpu().float().numpy()
     return x
+
+
+# The binding between a notebook and its checks, and the catalogue of answers a learner might write.
+@dataclass(frozen=True)
+class Exercise:
+    """One graded check as its notebook calls it: ``check(*answers, *given)``.
+
+    ``answers`` are the learner's names (defined in cells tagged ``exercise``); ``given`` is
+    what the notebook passes besides, spelled as the notebook spells it (``tokenizer``,
+    ``reports["baseline"]``).
+    """
+    check: Callable
+    answers: tuple[str, ...]
+    given: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.check.__name__
+
+    def run(self, answers: Mapping, given: Mapping) -> Verdict:
+        return self.check(*(answers[a] for a in self.answers), *(given[g] for g in self.given))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An answer a learner could write for one check: wrong, with the words its failing verdict
+    must contain (``diagnosis``), or right (``diagnosis`` None) and then it must pass.
+
+    ``functions`` stand for the exercise's answers in order, ``named`` for answers by name;
+    answers not given are the solution's. ``given`` replaces what the notebook passes besides.
+    """
+    check: Callable
+    functions: tuple = ()
+    named: Mapping = field(default_factory=dict)
+    given: Mapping = field(default_factory=dict)
+    diagnosis: str | None = None
+    label: str = ""
+
+    def answers(self, exercise: Exercise, solution: Mapping) -> dict:
+        chosen = {name: solution[name] for name in exercise.answers}
+        chosen.update(zip(exercise.answers, self.functions))
+        chosen.update(self.named)
+        return chosen
+
+
+def _label(functions, named, label: str) -> str:
+    if label:
+        return label
+    first = (list(functions) + list(named.values()))[0]
+    return getattr(first, "__name__", type(first).__name__)
+
+
+def wrong(check: Callable, diagnosis: str, *functions, given: Mapping | None = None, label: str = "",
+          **named) -> Attempt:
+    """A plausible mistake and the words the check's verdict on it must contain."""
+    if not diagnosis:
+        raise ValueError("a catalogued mistake names the words of its diagnosis")
+    return Attempt(check, functions, named, given or {}, diagnosis, _label(functions, named, label))
+
+
+def right(check: Callable, *functions, given: Mapping | None = None, label: str = "", **named) -> Attempt:
+    """A correct answer written differently from the solution: the check must accept it."""
+    return Attempt(check, functions, named, given or {}, None, _label(functions, named, label))

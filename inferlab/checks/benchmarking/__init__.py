@@ -11,8 +11,10 @@ import math
 
 import numpy as np
 
-from inferlab import bench
-from inferlab.checks import CheckFailed, expect, graded
+from inferlab import bench, metrics
+from inferlab.checks import CheckFailed, Exercise, expect, graded, is_close
+
+LAB = "06-benchmarking"
 
 
 # ----------------------------------------------------------------------------- TPOT
@@ -32,9 +34,13 @@ def check_tpot(tpot) -> str:
         if expected is None:
             expect(got is None, f"tpot(e2el={e2el}, ttft={ttft}, output_tokens={n}) returned {got!r}; "
                                 "with at most one token there is no time per output token: return None")
-        else:
-            expect(got is not None and math.isclose(got, expected, rel_tol=1e-9),
-                   f"tpot(e2el={e2el}, ttft={ttft}, output_tokens={n}) = {got!r}, expected {expected}")
+        elif not is_close(got, expected):
+            why = ""
+            if is_close(got, (e2el - ttft) / n):
+                why = "; the first token's time is in TTFT, so spread E2EL - TTFT over the output_tokens - 1 after it"
+            elif is_close(got, e2el / (n - 1)):
+                why = "; that includes the TTFT: subtract it from E2EL first"
+            raise CheckFailed(f"tpot(e2el={e2el}, ttft={ttft}, output_tokens={n}) = {got!r}, expected {expected}{why}")
     return f"{len(cases)} requests, one- and zero-token outputs included"
 
 
@@ -51,17 +57,43 @@ PERCENTILE_CASES = [
 @graded(hint="sort a copy, take rank = (n - 1) * q / 100 and interpolate linearly between the samples "
              "at floor(rank) and floor(rank) + 1 -- numpy.percentile's default")
 def check_percentile(percentile) -> str:
-    count = 0
-    for values, qs in PERCENTILE_CASES:
-        for q in qs:
-            given = list(values)
-            got = percentile(given, q)
-            expect(given == list(values), "percentile() changed the list it was given; sort a copy instead")
-            expected = float(np.percentile(values, q))
-            expect(got is not None and math.isclose(float(got), expected, rel_tol=1e-9, abs_tol=1e-12),
-                   f"percentile({[round(v, 3) for v in values]}, {q}) = {got!r}, expected {expected:.6g}")
-            count += 1
-    return f"{count} percentiles, interpolated between ranks"
+    cases = [(values, q) for values, qs in PERCENTILE_CASES for q in qs]
+    got = []
+    for values, q in cases:
+        given = list(values)
+        got.append(percentile(given, q))
+        expect(given == list(values), "percentile() changed the list it was given; sort a copy instead")
+    for value, (values, q) in zip(got, cases):
+        expected = float(np.percentile(values, q))
+        expect(is_close(value, expected, abs_tol=1e-12),
+               f"percentile({[round(v, 3) for v in values]}, {q}) = {value!r}, expected {expected:.6g}"
+               + _percentile_diagnosis(got, cases))
+    return f"{len(cases)} percentiles, interpolated between ranks"
+
+
+def _percentile_diagnosis(got: list, cases: list) -> str:
+    """Names the mistake when the answers match one plausible variant on every case."""
+    def interpolate(ordered, rank):
+        low = min(int(rank), len(ordered) - 1)
+        high = min(low + 1, len(ordered) - 1)
+        return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+    variants = {
+        "that is the nearest-rank percentile; interpolate between the samples around rank (n - 1) * q / 100":
+            lambda v, q: sorted(v)[max(0, math.ceil(q / 100 * len(v)) - 1)],
+        "you read the samples in the order given: sort (a copy) first":
+            lambda v, q: interpolate(v, (len(v) - 1) * q / 100),
+        "rank = (n - 1) * q / 100 (0 is the smallest sample, n - 1 the largest), not n * q / 100":
+            lambda v, q: interpolate(sorted(v), min(len(v) * q / 100, len(v) - 1)),
+        "that is the sample at or below the rank: interpolate with the one above it":
+            lambda v, q: sorted(v)[int((len(v) - 1) * q / 100)],
+        "the 50th percentile is the median, not the mean":
+            lambda v, q: float(np.mean(v)) if q == 50 else float(np.percentile(v, q)),
+    }
+    for why, variant in variants.items():
+        if all(is_close(value, variant(v, q), abs_tol=1e-12) for value, (v, q) in zip(got, cases)):
+            return f" -- {why}"
+    return ""
 
 
 # ----------------------------------------------------------------------------- goodput
@@ -94,12 +126,43 @@ def goodput_cases():
 @graded(hint="a request is good when it succeeded and meets every objective given (ttft, tpot, e2el in ms, "
              "limits inclusive; a one-token output has TPOT 0); goodput = good requests / duration in seconds")
 def check_goodput(goodput) -> str:
-    for records, slo, duration, expected in goodput_cases():
-        got = goodput(records, slo, duration)
-        expect(got is not None and math.isclose(float(got), expected, rel_tol=1e-9, abs_tol=1e-12),
-               f"goodput(..., slo={slo}, duration={duration}) = {got!r} req/s, expected {expected:g} "
-               f"(records: {len(records)}, of which {sum(not r.success for r in records)} failed)")
+    cases = goodput_cases()
+    got = [goodput(records, slo, duration) for records, slo, duration, _ in cases]
+    for value, (records, slo, duration, expected) in zip(got, cases):
+        if not is_close(value, expected, abs_tol=1e-12):
+            raise CheckFailed(f"goodput(..., slo={slo}, duration={duration}) = {value!r} req/s, expected "
+                              f"{expected:g} (records: {len(records)}, of which {sum(not r.success for r in records)} "
+                              f"failed)" + _goodput_diagnosis(got, cases))
     return "5 objective sets: failures, a one-token output and answers on the limit included"
+
+
+def _goodput_diagnosis(got: list, cases: list) -> str:
+    """Names the mistake when the answers match one plausible variant on every case."""
+    def good(r, slo, *, tpot_of_one=0.0, strict=False, scale=1000.0, only=None):
+        per = metrics.time_per_output_token(r.latency, r.ttft, r.output_tokens)
+        values = {"ttft": r.ttft * scale, "tpot": (tpot_of_one if per is None else per) * scale,
+                  "e2el": r.latency * scale}
+        return all((values[k] < v) if strict else (values[k] <= v) for k, v in slo.items() if only in (None, k))
+
+    variants = {
+        "every successful request counted as good: a good request also meets every objective (in ms; "
+        "the records' times are in seconds)":
+            lambda rs, slo, d: sum(r.success for r in rs) / d,
+        "failed requests counted: a failed request is never good":
+            lambda rs, slo, d: sum((not r.success) or good(r, slo) for r in rs) / d,
+        "a one-token output failed the TPOT objective: it has no TPOT, which counts as 0":
+            lambda rs, slo, d: sum(r.success and good(r, slo, tpot_of_one=math.inf) for r in rs) / d,
+        "requests exactly on an objective were not counted: the limits are inclusive":
+            lambda rs, slo, d: sum(r.success and good(r, slo, strict=True) for r in rs) / d,
+        "that is the share of good requests (attainment); goodput is good requests per second":
+            lambda rs, slo, d: sum(r.success and good(r, slo) for r in rs) / len(rs),
+        "only TTFT was compared: a good request meets every objective given":
+            lambda rs, slo, d: sum(r.success and good(r, slo, only="ttft") for r in rs) / d,
+    }
+    for why, variant in variants.items():
+        if all(is_close(value, variant(rs, slo, d), abs_tol=1e-12) for value, (rs, slo, d, _) in zip(got, cases)):
+            return f" -- {why}"
+    return ""
 
 
 # ----------------------------------------------------------------------------- arrivals
@@ -137,3 +200,11 @@ def check_arrivals(arrival_times) -> str:
 
 
 __all__ = ["check_tpot", "check_percentile", "check_goodput", "check_arrivals", "CheckFailed"]
+
+
+EXERCISES = [
+    Exercise(check_tpot, ("tpot",)),
+    Exercise(check_percentile, ("percentile",)),
+    Exercise(check_goodput, ("goodput",)),
+    Exercise(check_arrivals, ("arrival_times",)),
+]

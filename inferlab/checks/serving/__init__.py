@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 
 from inferlab import memory, metrics
-from inferlab.checks import CheckFailed, expect, graded
+from inferlab.checks import CheckFailed, Exercise, expect, expect_dict, graded, is_close
+
+LAB = "04-vllm"
 
 T0 = 1000.0   # streams start at an arbitrary clock reading, as time.perf_counter() does
 
@@ -92,12 +94,7 @@ def _streams() -> dict[str, tuple[list, dict]]:
 
 
 def _close(a, b, tol=1e-9) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    try:
-        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=tol)
-    except (TypeError, ValueError):
-        return False
+    return is_close(a, b, rel_tol=1e-9, abs_tol=tol)
 
 
 @graded(hint="walk the (time, chunk) events in order; skip chunks without choices (the usage chunk) and "
@@ -127,9 +124,7 @@ def check_usage_tokens(stream_stats):
     """stream_stats(events, t_start) -> {"text", "prompt_tokens", "completion_tokens", "ttft", "e2el", "tpot"}."""
     for label, (events, want) in _streams().items():
         got = stream_stats(list(events), T0)
-        expect(isinstance(got, dict), f"{label}: return a dict, got {type(got).__name__}")
-        missing = set(want) - set(got)
-        expect(not missing, f"{label}: the dict lacks {sorted(missing)}")
+        expect_dict(got, want, label)
         if got["completion_tokens"] != want["completion_tokens"]:
             n_chunks = sum(1 for _, c in events if c.choices)
             n_text = sum(1 for _, c in events for ch in c.choices
@@ -183,6 +178,11 @@ def _kv_diagnosis(got: dict, want: dict, kv_bytes, bpt, block, mml) -> str:
     if _close(got.get("max_concurrency"), want["tokens"] / mml, 1e-6):
         return ("a request of max_model_len tokens occupies whole blocks: divide the block count by "
                 "ceil(max_model_len / block_size)")
+    if _close(got.get("max_concurrency"), blocks / max(mml // block, 1) if blocks else None, 1e-6):
+        return ("a request of max_model_len tokens occupies whole blocks, the last one partly: divide the block "
+                "count by ceil(max_model_len / block_size)")
+    if blocks == int(kv_bytes * 1e9 / 2**30) // (block * bpt):
+        return "kv_cache_bytes is a count of bytes already: do not convert it (a GiB is 2**30 bytes, not 10**9)"
     if _close(got.get("max_concurrency"), math.floor(want["max_concurrency"])):
         return "vLLM reports the concurrency as a fraction (e.g. 5.50x); do not round it"
     return ""
@@ -195,9 +195,7 @@ def check_kv_capacity(kv_capacity):
     for label, kv_bytes, bpt, block, mml in KV_CASES:
         want = memory.kv_capacity(kv_bytes, bpt, block, mml)
         got = kv_capacity(kv_bytes, bpt, block, mml)
-        expect(isinstance(got, dict), f"return a dict, got {type(got).__name__}")
-        missing = set(want) - set(got)
-        expect(not missing, f"the dict lacks {sorted(missing)}")
+        expect_dict(got, want)
         ok = (got["num_blocks"] == want["num_blocks"] and got["tokens"] == want["tokens"]
               and _close(got["max_concurrency"], want["max_concurrency"], 1e-9))
         if not ok:
@@ -222,7 +220,7 @@ def check_kv_matches_engine(kv_capacity, bytes_per_token, report):
         raise CheckFailed(f"the engine report lacks {absent}: pass server.kv_report() of a server started "
                           "with an explicit KV-cache size")
     got = kv_capacity(report["kv_cache_memory_bytes"], bytes_per_token, report["block_size"], report["max_model_len"])
-    expect(isinstance(got, dict), f"return a dict, got {type(got).__name__}")
+    expect_dict(got, ())
     if got.get("num_blocks") != report["num_blocks"]:
         ratio = report["num_blocks"] / got["num_blocks"] if got.get("num_blocks") else None
         dtype = report.get("dtype") or "its own dtype"
@@ -269,9 +267,7 @@ def check_load_summary(summarize_load):
     for label, results, wall in LOAD_CASES:
         want = metrics.load_summary(results, wall)
         got = summarize_load([dict(r) for r in results], wall)
-        expect(isinstance(got, dict), f"return a dict, got {type(got).__name__}")
-        missing = set(want) - set(got)
-        expect(not missing, f"the dict lacks {sorted(missing)}")
+        expect_dict(got, want)
         for key, value in want.items():
             if _close(got[key], value):
                 continue
@@ -287,3 +283,12 @@ def check_load_summary(summarize_load):
                 hint = ": the median is the middle value of the sorted list (statistics.median)"
             raise CheckFailed(f"{label}: {key} {got[key]!r}, expected {value!r}{hint}")
     return "requests, tokens, throughput, TTFT mean/median/max and TPOT mean right on 2 unseen loads"
+
+
+EXERCISES = [
+    Exercise(check_ttft_from_stream, ("first_token_time",)),
+    Exercise(check_usage_tokens, ("stream_stats",)),
+    Exercise(check_kv_capacity, ("kv_capacity",)),
+    Exercise(check_kv_matches_engine, ("kv_capacity",), ("bytes_per_token", 'reports["baseline"]')),
+    Exercise(check_load_summary, ("summarize_load",)),
+]

@@ -8,7 +8,9 @@ is not hidden/heads, MLA). The reference is :mod:`inferlab.memory`.
 from __future__ import annotations
 
 from inferlab import hardware, memory
-from inferlab.checks import CheckFailed, expect, graded
+from inferlab.checks import CheckFailed, Exercise, expect, graded
+
+LAB = "02-memory"
 
 # Bytes per element -> the dtype name inferlab.memory uses for it.
 _DTYPE_OF_BYTES = {4: "fp32", 2: "bf16", 1: "fp8"}
@@ -73,6 +75,8 @@ def _param_diagnosis(cfg: dict, got, expected: int) -> str:
         diff = int(got) - expected
     except (TypeError, ValueError):
         return f"returned {got!r}, not a number"
+    if isinstance(got, float) and 0 < got < expected / 1e5:
+        return "return the number of parameters itself (an int), not millions or billions"
     if abs(diff) == s.vocab * s.hidden:
         return "off by exactly one vocab x hidden matrix: is the LM head tied (tie_word_embeddings)?"
     if diff % s.layers == 0:
@@ -152,12 +156,16 @@ def _kv_diagnosis(cfg: dict, got, expected: int, nbytes: int) -> str:
 def check_kv_bytes_per_token(kv_bytes_per_token):
     """kv_bytes_per_token(cfg: dict, bytes_per_element) -> int, on unseen configs and dtypes."""
     cases = _kv_cases()
-    for label, cfg, nbytes in cases:
-        expected = memory.kv_bytes_per_token(cfg, _DTYPE_OF_BYTES[nbytes])
-        got = kv_bytes_per_token(dict(cfg), nbytes)
+    answers = [(kv_bytes_per_token(dict(cfg), nbytes), memory.kv_bytes_per_token(cfg, _DTYPE_OF_BYTES[nbytes]))
+               for _, cfg, nbytes in cases]
+    # With 2 bytes per element, elements and "K but not V" give the same number; the other dtypes tell.
+    elements = all(_equal(got, expected / nbytes) for (got, expected), (_, _, nbytes) in zip(answers, cases))
+    for (label, cfg, nbytes), (got, expected) in zip(cases, answers):
         if not _equal(got, expected):
+            why = ("that is elements, not bytes: multiply by bytes_per_element" if elements
+                   else _kv_diagnosis(cfg, got, expected, nbytes))
             raise CheckFailed(f"{label} ({_describe(cfg)}), {nbytes} B/element: you returned {got!r}, "
-                              f"expected {expected:,}; " + _kv_diagnosis(cfg, got, expected, nbytes))
+                              f"expected {expected:,}; " + why)
     return f"exact on {len(cases)} unseen configs (MHA, GQA, MQA, MLA; 1, 2 and 4 bytes per element)"
 
 
@@ -221,7 +229,7 @@ def _tiny_models():
     ]
 
 
-def _bytes_diagnosis(got, expected: int, model=None) -> str:
+def _bytes_diagnosis(got, expected: int, model=None, layers: int = 0) -> str:
     try:
         got = int(got)
     except (TypeError, ValueError):
@@ -237,6 +245,8 @@ def _bytes_diagnosis(got, expected: int, model=None) -> str:
             return "that assumes 4 bytes per element: use each tensor's element_size()"
     if got * 2 == expected:
         return "half the answer: count both keys and values"
+    if layers and got * layers == expected:
+        return "that is one layer's cache: add up every layer of cache.layers"
     return f"off by {got - expected:+,} bytes"
 
 
@@ -246,20 +256,34 @@ def check_measured_match(weight_tensor_bytes, kv_tensor_bytes):
     """Learner's byte counters on tiny unseen models must equal the prediction from their configs."""
     import torch
 
+    measured = []
     for label, model, dtype, tokens in _tiny_models():
         cfg = model.config.to_dict()
         predicted = memory.weight_bytes(cfg, dtype)
         expect(memory.tensor_bytes(model, buffers=False) == predicted, "internal: reference mismatch")
-        got = weight_tensor_bytes(model)
-        if not _equal(got, predicted):
-            raise CheckFailed(f"weights of {label}: you measured {got!r} bytes, the config predicts "
-                              f"{predicted:,}; " + _bytes_diagnosis(got, predicted, model))
         ids = torch.arange(tokens).unsqueeze(0) % cfg["vocab_size"]
         with torch.no_grad():
             cache = model(ids, use_cache=True).past_key_values
-        predicted_kv = memory.kv_bytes_per_token(cfg, dtype) * tokens
-        got = kv_tensor_bytes(cache)
-        if not _equal(got, predicted_kv):
-            raise CheckFailed(f"KV cache of {label} after {tokens} tokens: you measured {got!r} bytes, "
-                              f"the config predicts {predicted_kv:,}; " + _bytes_diagnosis(got, predicted_kv))
+        measured.append((label, model, tokens, weight_tensor_bytes(model), predicted, kv_tensor_bytes(cache),
+                         memory.kv_bytes_per_token(cfg, dtype) * tokens, memory.kv_cache_bytes(cache)))
+    # On a bfloat16 cache, "elements" and "keys only" give the same number; the float32 model tells.
+    kv_elements = all(_equal(kv, predicted_kv // model.dtype.itemsize)
+                      for _, model, _, _, _, kv, predicted_kv, _ in measured)
+    for label, model, tokens, got, predicted, got_kv, predicted_kv, _ in measured:
+        if not _equal(got, predicted):
+            raise CheckFailed(f"weights of {label}: you measured {got!r} bytes, the config predicts "
+                              f"{predicted:,}; " + _bytes_diagnosis(got, predicted, model))
+        if not _equal(got_kv, predicted_kv):
+            why = ("that counts elements, not bytes: multiply by each tensor's element_size()" if kv_elements
+                   else _bytes_diagnosis(got_kv, predicted_kv, layers=model.config.num_hidden_layers))
+            raise CheckFailed(f"KV cache of {label} after {tokens} tokens: you measured {got_kv!r} bytes, "
+                              f"the config predicts {predicted_kv:,}; " + why)
     return "weights and KV cache of two unseen tiny models measured to the byte"
+
+
+EXERCISES = [
+    Exercise(check_param_count, ("param_count",)),
+    Exercise(check_kv_bytes_per_token, ("kv_bytes_per_token",)),
+    Exercise(check_max_batch, ("max_batch",)),
+    Exercise(check_measured_match, ("weight_tensor_bytes", "kv_tensor_bytes")),
+]

@@ -9,25 +9,19 @@ message names the case and, where it can tell, the usual mistake behind it.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import torch
-from torch import nn
 
 from inferlab import quant
-from inferlab.checks import CheckFailed, as_tensor, expect, graded
+from inferlab.checks import CheckFailed, Exercise, expect, graded, seeded_randn
+from inferlab.checks.quantization.models import check_linear_input_absmax, check_perplexity
+from inferlab.checks.quantization.tensors import tensor_of
 
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+LAB = "03-quantization"
 
 
 def _randn(*shape, seed: int, std: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=_gen(seed)) * std
-
-
-def _tensor(x, what: str) -> torch.Tensor:
-    return as_tensor(x, what).detach().cpu()
+    return seeded_randn(*shape, seed=seed, scale=std)
 
 
 def _finite(x: torch.Tensor, what: str, case: str) -> None:
@@ -69,7 +63,7 @@ def _code_diagnosis(got: torch.Tensor, expected: torch.Tensor) -> str:
 
 
 def _close(got, expected, what: str, case: str, rtol: float = 1e-5, atol: float = 1e-7) -> None:
-    got, expected = _tensor(got, what).double(), expected.double()
+    got, expected = tensor_of(got, what).double(), expected.double()
     if got.numel() != expected.numel():
         raise CheckFailed(f"{case}: {what} has {got.numel()} values, expected {expected.numel()} "
                           f"(shape {tuple(expected.shape)})")
@@ -130,7 +124,7 @@ def _check_int8(quantize_int8, dequantize_int8, per_channel: bool) -> str:
         out = quantize_int8(w.clone(), **kwargs)
         expect(isinstance(out, (tuple, list)) and len(out) == 2,
                f"{case}: quantize_int8 must return (q, scale), got {type(out).__name__}")
-        q, scale = _tensor(out[0], "q"), _tensor(out[1], "scale")
+        q, scale = tensor_of(out[0], "q"), tensor_of(out[1], "scale")
         _finite(scale, "the scale", case)
         if scale.numel() != ref_scale.numel():
             raise CheckFailed(f"{case}: {scale.numel()} scale(s), expected {ref_scale.numel()} "
@@ -140,8 +134,13 @@ def _check_int8(quantize_int8, dequantize_int8, per_channel: bool) -> str:
             raise CheckFailed(f"{case}: the scale differs from clip_ratio * max|w| / 127"
                               + _int8_scale_diagnosis(w, scale, ref_scale, per_channel))
         _same_codes(q, ref_q, case, -127, 127)
-        _close(dequantize_int8(ref_q.clone(), ref_scale.clone()), quant.dequantize_int8(ref_q, ref_scale),
-               "dequantize_int8(q, scale)", case)
+        w_hat = dequantize_int8(ref_q.clone(), ref_scale.clone())
+        divided = (ref_q.double() / ref_scale.double())
+        if torch.is_tensor(w_hat) and w_hat.numel() == divided.numel() and \
+                torch.allclose(w_hat.double().reshape(divided.shape), divided, rtol=1e-5) and ref_q.any():
+            raise CheckFailed(f"{case}: dequantize_int8 divided by the scale; the codes count steps of size "
+                              "scale, so multiply the codes by the scale")
+        _close(w_hat, quant.dequantize_int8(ref_q, ref_scale), "dequantize_int8(q, scale)", case)
     kind = "per output channel" if per_channel else "per tensor"
     return (f"codes and scales {kind} match the reference on {len(_int8_cases(per_channel))} unseen tensors "
             "(odd shapes, all-zero and constant, clipped)")
@@ -214,7 +213,7 @@ def check_int4_groupwise(quantize_int4, dequantize_int4):
         out = quantize_int4(w.clone(), g, **kwargs)
         expect(isinstance(out, (tuple, list)) and len(out) == 3,
                f"{case}: quantize_int4 must return (q, scale, zero), got {type(out).__name__}")
-        q, s, z = (_tensor(x, name) for x, name in zip(out, ("q", "scale", "zero")))
+        q, s, z = (tensor_of(x, name) for x, name in zip(out, ("q", "scale", "zero")))
         _finite(s, "the scale", case)
         if s.numel() != ref_s.numel():
             raise CheckFailed(f"{case}: {s.numel()} scales, expected {ref_s.numel()} "
@@ -228,12 +227,12 @@ def check_int4_groupwise(quantize_int4, dequantize_int4):
         _same_codes(q, ref_q, case, 0, 15)
         expected = quant.dequantize_int4(ref_q, ref_s, ref_z, g)
         got = dequantize_int4(ref_q.clone(), ref_s.clone(), ref_z.clone(), g)
-        _finite(_tensor(got, "w_hat"), "dequantize_int4's output", case)
+        _finite(tensor_of(got, "w_hat"), "dequantize_int4's output", case)
         try:
             _close(got, expected, "dequantize_int4(q, scale, zero, group_size)", case)
         except CheckFailed as exc:
             forgot = ref_q.double() * quant.dequantize_int4(torch.ones_like(ref_q), ref_s, torch.zeros_like(ref_z), g).double()
-            got_t = _tensor(got, "w_hat").double()
+            got_t = tensor_of(got, "w_hat").double()
             if got_t.numel() == forgot.numel() and torch.allclose(got_t.reshape(forgot.shape), forgot, rtol=1e-5):
                 raise CheckFailed(f"{exc}; you forgot the zero point: w_hat = (q - zero) * scale") from None
             raise
@@ -282,148 +281,11 @@ def check_bits_per_weight(bits_per_weight):
            "bits_per_weight(4, 128) with the defaults (scale_bits=16, zero_bits=0) must be 4.125")
     return f"exact on {len(_BPW_CASES) + 1} formats (INT2-INT8, groups 16-4096, with and without zero points)"
 
-
-# ============================================================================ models for the checks
-
-def tiny_llama(seed: int = 0, vocab: int = 67):
-    """A 2-layer Llama with random weights (init std 0.3, so its predictions are far from uniform)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-    config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         initializer_range=0.3, tie_word_embeddings=False)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).eval()
-    return model
-
-
-class UniformModel(nn.Module):
-    """Predicts the same logit for every token, so its perplexity is exactly the vocabulary size."""
-
-    def __init__(self, vocab: int):
-        super().__init__()
-        self.vocab = vocab
-        self.anchor = nn.Parameter(torch.zeros(1))
-
-    @property
-    def device(self):
-        return self.anchor.device
-
-    def forward(self, input_ids=None, **kwargs):
-        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab) + self.anchor)
-
-
-def _ids(n: int, vocab: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, vocab, (n,), generator=_gen(seed))
-
-
-def _perplexity_cases():
-    return [
-        ("60 tokens, window 16, stride 8", 60, 16, 8, 41),
-        ("37 tokens, window 16, stride 16 (no overlap)", 37, 16, 16, 42),
-        ("41 tokens, window 12, stride 5 (text not a multiple of the stride)", 41, 12, 5, 43),
-        ("10 tokens, window 32, stride 16 (text shorter than the window)", 10, 32, 16, 44),
-    ]
-
-
-@graded(hint="windows start at 0, stride, 2*stride, ... and end at min(begin + window, N); a window scores the "
-             "tokens t with max(prev_end, begin + 1) <= t < end; token t is scored by log_softmax(logits[t-1]); "
-             "ppl = exp(total NLL / number of scored tokens); stop once a window reaches N")
-def check_perplexity(perplexity):
-    """perplexity(model, token_ids, window, stride) -> float, on a tiny random Llama and a uniform model."""
-    vocab = 53
-    uniform = UniformModel(vocab)
-    got = perplexity(uniform, _ids(30, vocab, 40), 8, 4)
-    try:
-        value = float(got)
-    except (TypeError, ValueError):
-        raise CheckFailed(f"returned {got!r}, not a number") from None
-    if not math.isclose(value, vocab, rel_tol=1e-5):
-        extra = ""
-        if value > vocab * 10:
-            extra = " -- exp of the summed NLL? perplexity is exp of the MEAN NLL per scored token"
-        raise CheckFailed(f"a model that predicts all {vocab} tokens with equal probability must have perplexity "
-                          f"{vocab}; you returned {value:.6g}{extra}")
-    model = tiny_llama(seed=7, vocab=vocab)
-    for case, n, window, stride, seed in _perplexity_cases():
-        ids = _ids(n, vocab, seed)
-        expected = quant.perplexity(model, ids, window, stride)
-        got = perplexity(model, ids.clone(), window, stride)
-        try:
-            value = float(got)
-        except (TypeError, ValueError):
-            raise CheckFailed(f"{case}: returned {got!r}, not a number") from None
-        if not math.isclose(value, expected, rel_tol=1e-4):
-            raise CheckFailed(f"{case}: you returned {value:.6g}, expected {expected:.6g}"
-                              + _perplexity_diagnosis(model, ids, window, stride, value))
-    return (f"matches the reference on {len(_perplexity_cases())} unseen texts and window/stride settings "
-            f"of a tiny random Llama, and gives exactly {vocab} for a uniform model")
-
-
-def _perplexity_variants(model, ids, window, stride) -> dict[str, float]:
-    """What the usual mistakes compute, to name the one behind a wrong answer."""
-    n = ids.numel()
-    all_nll, all_count, shift_nll, shift_count, prev_end = 0.0, 0, 0.0, 0, 0
-    window_ppls = []
-    for begin in range(0, n, stride):
-        end = min(begin + window, n)
-        logp = model(ids[begin:end][None]).logits[0].float().log_softmax(-1)
-        tokens = ids[begin:end]
-        nll = -logp[:-1].gather(1, tokens[1:, None]).squeeze(1)
-        all_nll += nll.sum().item()
-        all_count += nll.numel()
-        first = max(prev_end, begin + 1)
-        scored = -logp[first - begin - 1:end - begin - 1].gather(1, ids[first:end, None]).squeeze(1)
-        window_ppls.append(math.exp(scored.mean().item()) if scored.numel() else float("nan"))
-        unshifted = -logp[first - begin:end - begin].gather(1, ids[first:end, None]).squeeze(1)
-        shift_nll += unshifted.sum().item()
-        shift_count += unshifted.numel()
-        prev_end = end
-        if end == n:
-            break
-    return {
-        "every token of every window scored (overlapping tokens counted twice)": math.exp(all_nll / all_count),
-        "no label shift (logits at t scored against token t)": math.exp(shift_nll / max(shift_count, 1)),
-        "mean of the windows' perplexities": sum(window_ppls) / len(window_ppls),
-    }
-
-
-@torch.no_grad()
-def _perplexity_diagnosis(model, ids, window, stride, value) -> str:
-    for mistake, wrong in _perplexity_variants(model, ids, window, stride).items():
-        if math.isclose(value, wrong, rel_tol=1e-4):
-            return f" -- that is what {mistake} gives"
-    return ""
-
-
-# ============================================================================ outliers
-
-@graded(hint="register_forward_pre_hook on every nn.Linear (a pre-hook sees the module's input args[0]); "
-             "per channel (last dim) take x.abs().amax over all other dims; keep the running max over prompts; "
-             "remove every hook at the end")
-def check_linear_input_absmax(linear_input_absmax):
-    """linear_input_absmax(model, prompts) -> {name: (in_features,) tensor} on a tiny random Llama."""
-    model = tiny_llama(seed=3, vocab=71)
-    prompts = [_ids(n, 71, 50 + i) for i, n in enumerate((9, 23, 14))]
-    expected = quant.linear_input_absmax(model, prompts)
-    got = linear_input_absmax(model, [p.clone() for p in prompts])
-    expect(isinstance(got, dict), f"expected a dict {{layer name: tensor}}, got {type(got).__name__}")
-    leftover = [name for name, m in model.named_modules() if m._forward_pre_hooks or m._forward_hooks]
-    expect(not leftover, f"hooks are still registered on {leftover[:3]}: remove them (handle.remove()) when done")
-    missing = sorted(set(expected) - set(got))
-    expect(not missing, f"no entry for {len(missing)} linear layers, e.g. {missing[:3]} "
-                        "(every nn.Linear in model.named_modules(), keyed by its name)")
-    extra = sorted(set(got) - set(expected))
-    expect(not extra, f"entries for modules that are not nn.Linear layers: {extra[:3]}")
-    for name, ref in expected.items():
-        value = _tensor(got[name], name).double().reshape(-1)
-        if value.numel() != ref.numel():
-            raise CheckFailed(f"{name}: {value.numel()} values, expected {ref.numel()} (one per input channel)")
-        if not torch.allclose(value, ref.double(), rtol=1e-5, atol=1e-7):
-            last = quant.linear_input_absmax(model, prompts[-1:])[name].double()
-            if torch.allclose(value, last, rtol=1e-5, atol=1e-7):
-                raise CheckFailed(f"{name}: these are the values of the last prompt only: keep the maximum over "
-                                  "all prompts (torch.maximum with what you had)")
-            raise CheckFailed(f"{name}: differs from the per-channel max |x| over all tokens of all prompts "
-                              f"(max abs difference {(value - ref.double()).abs().max().item():.3g}); "
-                              "take |x| before the max, over every dim except the last")
-    return f"per-channel input max |x| of all {len(expected)} linear layers over 3 unseen prompts; hooks removed"
+EXERCISES = [
+    Exercise(check_int8_absmax, ("quantize_int8", "dequantize_int8")),
+    Exercise(check_int8_per_channel, ("quantize_int8", "dequantize_int8")),
+    Exercise(check_int4_groupwise, ("quantize_int4", "dequantize_int4")),
+    Exercise(check_bits_per_weight, ("bits_per_weight",)),
+    Exercise(check_linear_input_absmax, ("linear_input_absmax",)),
+    Exercise(check_perplexity, ("perplexity",)),
+]

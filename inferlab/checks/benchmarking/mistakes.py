@@ -1,40 +1,14 @@
-"""Lab 06 checks: each fails on the learner's stub, fails on plausible wrong answers, passes on the solution.
+"""Lab 06's catalogue: answers a learner could write, and what the checks must say to each."""
+from __future__ import annotations
 
-The functions under test come from the notebooks themselves (cells tagged ``exercise``) through
-tests/nbcode.py; the wrong answers are mistakes a learner could make.
-"""
 import math
 
 import numpy as np
-import pytest
 
 from inferlab import bench, metrics
-from inferlab.checks import benchmarking as chk
+from inferlab.checks import right, wrong
+from inferlab.checks.benchmarking import check_arrivals, check_goodput, check_percentile, check_tpot
 
-LAB = "06-benchmarking"
-
-EXERCISES = {"tpot": chk.check_tpot, "percentile": chk.check_percentile, "goodput": chk.check_goodput,
-             "arrival_times": chk.check_arrivals}
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_solution_passes(solution, name):
-    assert EXERCISES[name](solution[name]).passed
-
-
-@pytest.mark.parametrize("name", EXERCISES)
-def test_stub_fails(stub, name):
-    verdict = EXERCISES[name](stub[name])
-    assert not verdict.passed and "not implemented" in verdict.detail
-
-
-def test_the_library_references_pass():
-    for check, fn in ((chk.check_tpot, metrics.time_per_output_token), (chk.check_percentile, metrics.percentile),
-                      (chk.check_goodput, metrics.request_goodput), (chk.check_arrivals, bench.arrival_times)):
-        assert check(fn).passed
-
-
-# ----------------------------------------------------------------------------- TPOT
 
 def tpot_divides_by_all_tokens(e2el, ttft, n):
     return None if n <= 1 else (e2el - ttft) / n
@@ -51,14 +25,6 @@ def tpot_zero_for_one_token(e2el, ttft, n):
 def tpot_crashes_on_one_token(e2el, ttft, n):
     return (e2el - ttft) / (n - 1)
 
-
-@pytest.mark.parametrize("wrong", [tpot_divides_by_all_tokens, tpot_includes_ttft, tpot_zero_for_one_token,
-                                   tpot_crashes_on_one_token])
-def test_tpot_rejects(wrong):
-    assert not chk.check_tpot(wrong).passed
-
-
-# ----------------------------------------------------------------------------- percentiles
 
 def pct_nearest_rank(values, q):
     ordered = sorted(values)
@@ -94,14 +60,6 @@ def pct_mean_for_median(values, q):
     return float(np.mean(values)) if q == 50 else float(np.percentile(values, q))
 
 
-@pytest.mark.parametrize("wrong", [pct_nearest_rank, pct_unsorted, pct_n_not_n_minus_1, pct_sorts_in_place,
-                                   pct_lower_only, pct_mean_for_median])
-def test_percentile_rejects(wrong):
-    assert not chk.check_percentile(wrong).passed
-
-
-# ----------------------------------------------------------------------------- goodput
-
 def _good(r, slo, tpot_of_one=0.0, strict=False, scale=1000):
     per = metrics.time_per_output_token(r.latency, r.ttft, r.output_tokens)
     values = {"ttft": r.ttft * scale, "tpot": (tpot_of_one if per is None else per) * scale, "e2el": r.latency * scale}
@@ -135,14 +93,6 @@ def gp_attainment(records, slo, duration):
 def gp_only_ttft(records, slo, duration):
     return sum(r.success and r.ttft * 1000 <= slo.get("ttft", math.inf) for r in records) / duration
 
-
-@pytest.mark.parametrize("wrong", [gp_throughput, gp_counts_failures, gp_one_token_fails_tpot, gp_strict_limits,
-                                   gp_seconds_vs_ms, gp_attainment, gp_only_ttft])
-def test_goodput_rejects(wrong):
-    assert not chk.check_goodput(wrong).passed
-
-
-# ----------------------------------------------------------------------------- arrivals
 
 def arr_scale_ignores_shape(n, rate, k=1.0, seed=0):
     if math.isinf(rate):
@@ -202,7 +152,35 @@ def arr_inf_is_one_per_second(n, rate, k=1.0, seed=0):
     return np.concatenate([[0.0], np.cumsum(gaps)])
 
 
-@pytest.mark.parametrize("wrong", [arr_scale_ignores_shape, arr_always_poisson, arr_shape_inverted, arr_gaps_not_times,
-                                   arr_rate_as_gap, arr_unseeded, arr_first_after_a_gap, arr_regular, arr_inf_is_one_per_second])
-def test_arrivals_rejects(wrong):
-    assert not chk.check_arrivals(wrong).passed
+CATALOGUE = [
+    wrong(check_tpot, "over the output_tokens - 1 after it", tpot_divides_by_all_tokens),
+    wrong(check_tpot, "that includes the TTFT", tpot_includes_ttft),
+    wrong(check_tpot, "return None", tpot_zero_for_one_token),
+    wrong(check_tpot, "ZeroDivisionError", tpot_crashes_on_one_token),
+    right(check_tpot, metrics.time_per_output_token, label="library-reference"),
+    wrong(check_percentile, "nearest-rank", pct_nearest_rank),
+    wrong(check_percentile, "sort (a copy) first", pct_unsorted),
+    wrong(check_percentile, "not n * q / 100", pct_n_not_n_minus_1),
+    wrong(check_percentile, "sort a copy", pct_sorts_in_place),
+    wrong(check_percentile, "interpolate with the one above", pct_lower_only),
+    wrong(check_percentile, "not the mean", pct_mean_for_median),
+    right(check_percentile, metrics.percentile, label="library-reference"),
+    wrong(check_goodput, "every successful request counted", gp_throughput),
+    wrong(check_goodput, "a failed request is never good", gp_counts_failures),
+    wrong(check_goodput, "it has no TPOT, which counts as 0", gp_one_token_fails_tpot),
+    wrong(check_goodput, "the limits are inclusive", gp_strict_limits),
+    wrong(check_goodput, "(in ms; the records' times are in seconds)", gp_seconds_vs_ms),
+    wrong(check_goodput, "(attainment)", gp_attainment),
+    wrong(check_goodput, "only TTFT was compared", gp_only_ttft),
+    right(check_goodput, metrics.request_goodput, label="library-reference"),
+    wrong(check_arrivals, "the mean gap is 0.009984 s, expected 1/rate", arr_scale_ignores_shape),
+    wrong(check_arrivals, "coefficient of variation is 1, expected", arr_always_poisson),
+    wrong(check_arrivals, "coefficient of variation is 0.5, expected", arr_shape_inverted),
+    wrong(check_arrivals, "add up the gaps", arr_gaps_not_times),
+    wrong(check_arrivals, "expected 1/rate = 0.5 s", arr_rate_as_gap),
+    wrong(check_arrivals, "the same seed must give the same arrivals", arr_unseeded),
+    wrong(check_arrivals, "the first request should be sent at 0 s", arr_first_after_a_gap),
+    wrong(check_arrivals, "coefficient of variation is 0, expected", arr_regular),
+    wrong(check_arrivals, "an infinite rate sends every request at once", arr_inf_is_one_per_second),
+    right(check_arrivals, bench.arrival_times, label="library-reference"),
+]

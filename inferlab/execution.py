@@ -58,12 +58,21 @@ def _kill_tree(pid: int) -> None:
         procs = parent.children(recursive=True) + [parent]
     except psutil.NoSuchProcess:
         return
+    leftovers = []
     for p in procs:
         try:
+            leftovers += _connection_files(p.cmdline())
             p.kill()
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=10)
+    for path in leftovers:          # a killed kernel cannot delete its own connection file
+        Path(path).unlink(missing_ok=True)
+
+
+def _connection_files(cmdline: list[str]) -> list[str]:
+    """The Jupyter connection file a kernel was started with (``-f <file>.json``), if any."""
+    return [arg for flag, arg in zip(cmdline, cmdline[1:]) if flag == "-f" and arg.endswith(".json")]
 
 
 def _worker(job: dict) -> int:

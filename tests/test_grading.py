@@ -3,6 +3,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -59,12 +60,22 @@ def test_a_hanging_notebook_is_stopped_and_reported(tmp_path):
     import psutil
     path = _notebook(tmp_path, "import time\ntime.sleep(600)", "check_answer(lambda: 42)")
     before = {p.pid for p in psutil.process_iter()}
+    files_before = set(Path(tempfile.gettempdir()).glob("*.json"))
     report = grading.grade(path, solutions=tmp_path / "none", timeout=20)
     assert report.status == "timeout"
     assert report.score == 0
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
                  and "ipykernel" in " ".join(p.info["cmdline"] or [])]
     assert not leftovers, f"kernel left running: {leftovers}"
+    left_files = set(Path(tempfile.gettempdir()).glob("*.json")) - files_before
+    assert not left_files, f"the killed kernel's connection file stayed behind: {left_files}"
+
+
+def test_the_connection_file_of_a_kernel_is_read_from_its_command_line():
+    from inferlab import execution
+    cmd = ["python", "-m", "ipykernel_launcher", "-f", "/tmp/tmpabc123.json"]
+    assert execution._connection_files(cmd) == ["/tmp/tmpabc123.json"]
+    assert execution._connection_files(["python", "-m", "papermill", "-f"]) == []
 
 
 def test_checks_missing_from_the_submission_count_as_failed(tmp_path):

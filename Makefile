@@ -33,8 +33,13 @@ test: setup ## unit tests, checker tests, notebook lint, labs-in-sync, and every
 	HF_HUB_OFFLINE=1 CUDA_VISIBLE_DEVICES= $(PY) -m pytest tests
 	HF_HUB_OFFLINE=1 CUDA_VISIBLE_DEVICES= $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider solutions
 
-test-gpu: setup ## every solution with PROFILE=gpu via papermill; fails when there is no GPU
-	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA GPU visible to torch; run it on a GPU machine')"
+# SMOKE=1 runs on whatever torch/transformers the machine has (a bare GPU runner: no .venv, no vLLM,
+# no network): the GPU cells that need neither an engine nor a download, on random weights.
+SMOKE_PY := $(if $(wildcard $(PY)),$(PY),python3)
+
+test-gpu: $(if $(SMOKE),,setup) ## every solution with PROFILE=gpu via papermill; SMOKE=1: the GPU smoke test (one table)
+	@if [ -n "$(SMOKE)" ]; then $(SMOKE_PY) -m inferlab.gpu_smoke; exit $$?; fi; \
+	$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA GPU visible to torch; run it on a GPU machine (or SMOKE=1 for the smoke test)')" && \
 	$(PY) -m inferlab labs run --profile gpu
 
 grade: setup ## grade a learner's notebook: make grade NB=path/to/notebook.ipynb

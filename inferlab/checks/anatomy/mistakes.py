@@ -105,58 +105,24 @@ def top_k_by_sorting(logits, k):
     return torch.where(logits >= kth, logits, torch.full_like(logits, float("-inf")))
 
 
-def _sorted_probs(logits):
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    probs = sorted_logits.softmax(dim=-1)
-    return probs, order
-
-
-def top_p_excludes_crossing(logits, p):
-    if p >= 1.0:
-        return logits.clone()
-    probs, order = _sorted_probs(logits)
-    drop_sorted = probs.cumsum(-1) > p          # drops the token that crosses p
-    drop_sorted[..., 0] = False
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def top_p_not_unsorted(logits, p):
-    if p >= 1.0:
-        return logits.clone()
-    probs, _ = _sorted_probs(logits)
-    drop = (probs.cumsum(-1) - probs) >= p      # mask in rank order applied to vocabulary order
-    drop[..., 0] = False
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def top_p_vocab_order(logits, p):
-    if p >= 1.0:
-        return logits.clone()
-    probs = logits.softmax(-1)
-    drop = (probs.cumsum(-1) - probs) >= p      # no sort: cumulative sum in vocabulary order
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def top_p_on_logits(logits, p):
-    if p >= 1.0:
-        return logits.clone()
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    scores = sorted_logits - sorted_logits.min(-1, keepdim=True).values
-    scores = scores / scores.sum(-1, keepdim=True)  # normalised logits, not probabilities
-    drop_sorted = (scores.cumsum(-1) - scores) >= p
-    drop_sorted[..., 0] = False
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def top_p_can_keep_nothing(logits, p):
-    if p >= 1.0:
-        return logits.clone()
-    probs, order = _sorted_probs(logits)
-    drop_sorted = probs.cumsum(-1) > p          # nothing protects the best token: tiny p drops them all
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+def make_top_p(through=False, scores="probs", sort=True, unsort=True, protect_best=True):
+    """A top-p filter from the right pieces with one thing changed."""
+    def top_p_filter(logits, p):
+        if p >= 1.0:
+            return logits.clone()
+        z, order = logits.sort(dim=-1, descending=True) if sort else (logits, None)
+        if scores == "probs":
+            s = z.softmax(-1)
+        else:                                   # normalised logits, not probabilities
+            s = z - z.min(-1, keepdim=True).values
+            s = s / s.sum(-1, keepdim=True)
+        drop = s.cumsum(-1) > p if through else (s.cumsum(-1) - s) >= p
+        if protect_best:
+            drop[..., 0] = False
+        if sort and unsort:
+            drop = torch.zeros_like(drop).scatter(-1, order, drop)
+        return logits.masked_fill(drop, float("-inf"))
+    return top_p_filter
 
 
 def make_sampler(order="tkp", use_generator=True, squeeze=True, greedy_at_zero=True):
@@ -355,11 +321,15 @@ CATALOGUE = [
     right(check_top_k, make_top_k(), label="reference-pieces"),
     wrong(check_top_k, "keep every token tied with the k-th largest", top_k_exactly_k),
     right(check_top_k, top_k_by_sorting),
-    wrong(check_top_p, "kept [1, 1] tokens per row, expected [2, 1]", top_p_excludes_crossing),
-    wrong(check_top_p, "not the right ones", top_p_not_unsorted),
-    wrong(check_top_p, "kept [4, 2] tokens per row", top_p_vocab_order),
-    wrong(check_top_p, "kept [2, 2] tokens per row", top_p_on_logits),
-    wrong(check_top_p, "one token too few per row", top_p_can_keep_nothing),
+    wrong(check_top_p, "kept [1, 1] tokens per row, expected [2, 1]", make_top_p(through=True),
+          label="drops-the-crossing-token"),
+    wrong(check_top_p, "not the right ones", make_top_p(unsort=False), label="mask-left-in-rank-order"),
+    wrong(check_top_p, "kept [4, 2] tokens per row", make_top_p(sort=False, protect_best=False),
+          label="cumulative-in-vocabulary-order"),
+    wrong(check_top_p, "kept [2, 2] tokens per row", make_top_p(scores="logits"), label="normalised-logits"),
+    wrong(check_top_p, "one token too few per row", make_top_p(through=True, protect_best=False),
+          label="can-keep-nothing"),
+    right(check_top_p, make_top_p(), label="reference-pieces"),
     wrong(check_sample, "of draws are tokens the filters should have removed", make_sampler(order="ptk"), label="top-p-before-temperature"),
     wrong(check_sample, "temperature=0.5, top_k=0, top_p=0.8: 22.0%", make_sampler(order="kps"), label="temperature-after-softmax"),
     wrong(check_sample, "temperature=1.6, top_k=4", make_sampler(order="tp"), label="no-top-k"),

@@ -21,6 +21,7 @@ def _head_dim(cfg):
 
 # ----------------------------------------------------------------------------- parameters
 
+
 def forgets_untied_head(cfg):                   # counts one vocab matrix whatever the config says
     return memory.param_count(cfg | {"tie_word_embeddings": True})
 
@@ -54,6 +55,7 @@ def crashes_on_a_key(cfg):
 
 
 # ----------------------------------------------------------------------------- KV cache
+
 
 def _kv(cfg, nbytes):
     return memory.kv_bytes_per_token(cfg, _DTYPE_OF_BYTES[nbytes])
@@ -96,6 +98,7 @@ def returns_none(cfg, b):
 
 
 # ----------------------------------------------------------------------------- max batch
+
 
 def _solve(cfg, gpu, context, dtype, kv_dtype, *, budget=None, weights=True, overhead=True, activations=True):
     budget = memory.USABLE_FRACTION * gpu.memory_bytes if budget is None else budget
@@ -152,6 +155,7 @@ def by_search(cfg, gpu, context, dtype="bf16", kv_dtype="bf16"):
 
 
 # ----------------------------------------------------------------------------- measured bytes
+
 
 def weights_right(model):
     return memory.tensor_bytes(model, buffers=False)

@@ -23,17 +23,21 @@ def denominator_128(w, per_channel=False, clip_ratio=1.0):
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return torch.clamp(torch.round(w / scale), -127, 127).to(torch.int8), scale
 
+
 def floor_not_round(w, per_channel=False, clip_ratio=1.0):
     q, scale = quant.quantize_int8(w, per_channel, clip_ratio)
     return torch.clamp(torch.floor(w.float() / scale), -127, 127).to(torch.int8), scale
+
 
 def truncates(w, per_channel=False, clip_ratio=1.0):          # .to(int8) without rounding
     q, scale = quant.quantize_int8(w, per_channel, clip_ratio)
     return torch.clamp(w.float() / scale, -127, 127).to(torch.int8), scale
 
+
 def no_clamp(w, per_channel=False, clip_ratio=1.0):
     q, scale = quant.quantize_int8(w, per_channel, clip_ratio)
     return torch.round(w.float() / scale).to(torch.int16), scale
+
 
 def nan_on_all_zero(w, per_channel=False, clip_ratio=1.0):
     w = w.float()
@@ -41,8 +45,10 @@ def nan_on_all_zero(w, per_channel=False, clip_ratio=1.0):
     scale = clip_ratio * absmax / 127
     return torch.clamp(torch.round(w / scale), -127, 127), scale
 
+
 def ignores_clip_ratio(w, per_channel=False, clip_ratio=1.0):
     return quant.quantize_int8(w, per_channel, 1.0)
+
 
 def dequantize_divides(q, scale):
     return q.float() / scale
@@ -56,18 +62,22 @@ def per_column(w, per_channel=False, clip_ratio=1.0):
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
     return torch.clamp(torch.round(w / scale), -127, 127).to(torch.int8), scale
 
+
 def always_per_tensor(w, per_channel=False, clip_ratio=1.0):
     return quant.quantize_int8(w, False, clip_ratio)
+
 
 def nan_on_zero_row(w, per_channel=False, clip_ratio=1.0):
     w = w.float()
     scale = clip_ratio * w.abs().amax(dim=1, keepdim=True) / 127
     return torch.clamp(torch.round(w / scale), -127, 127), scale
 
+
 def per_channel_denominator_128(w, per_channel=False, clip_ratio=1.0):
     q, scale = quant.quantize_int8(w, per_channel, clip_ratio)
     scale = scale * 127 / 128
     return torch.clamp(torch.round(w.float() / scale), -127, 127).to(torch.int8), scale
+
 
 def per_channel_no_clamp(w, per_channel=False, clip_ratio=1.0):
     q, scale = quant.quantize_int8(w, per_channel, clip_ratio)
@@ -92,37 +102,48 @@ def _int4(w, group_size, clip_ratio, *, levels=15, include_zero=True, rounding=t
     q = q.reshape(*w.shape[:-1], -1)[..., :k]
     return q, scale, zero
 
+
 def forgets_zero_point(w, group_size=128, clip_ratio=1.0):       # codes are round(w / s), clamped at 0
     return _int4(w, group_size, clip_ratio, use_zero=False)
+
 
 def group_size_plus_one(w, group_size=128, clip_ratio=1.0):
     return _int4(w, group_size, clip_ratio, group_shift=1)
 
+
 def group_size_minus_one(w, group_size=128, clip_ratio=1.0):
     return _int4(w, group_size, clip_ratio, group_shift=-1)
+
 
 def int4_floor_not_round(w, group_size=128, clip_ratio=1.0):
     return _int4(w, group_size, clip_ratio, rounding=torch.floor)
 
+
 def int4_no_clamp(w, group_size=128, clip_ratio=1.0):
     return _int4(w, group_size, clip_ratio, clamp=False)
+
 
 def sixteen_levels(w, group_size=128, clip_ratio=1.0):
     return _int4(w, group_size, clip_ratio, levels=16)
 
+
 def nan_on_all_zero_group(w, group_size=128, clip_ratio=1.0):
     return _int4(w, group_size, clip_ratio, guard=False)
 
+
 def range_without_zero(w, group_size=128, clip_ratio=1.0):       # AWQ-style min/max
     return _int4(w, group_size, clip_ratio, include_zero=False)
+
 
 def one_scale_per_row(w, group_size=128, clip_ratio=1.0):        # ignores group_size
     q, s, z = _int4(w, w.shape[-1], clip_ratio)
     return q, s, z
 
+
 def dequantize_forgets_zero(q, scale, zero, group_size=128):
     grouped, k = _grouped(q.float(), group_size)
     return (grouped * scale[..., None]).reshape(*q.shape[:-1], -1)[..., :k]
+
 
 def dequantize_wrong_group(q, scale, zero, group_size=128):
     return quant.dequantize_int4(q, scale, zero, group_size) if q.shape[-1] <= group_size else \
@@ -132,17 +153,22 @@ def dequantize_wrong_group(q, scale, zero, group_size=128):
 def group_off_by_one(bits, group_size, scale_bits=16, zero_bits=0):
     return bits + (scale_bits + zero_bits) / (group_size - 1)
 
+
 def forgets_zero_bits(bits, group_size, scale_bits=16, zero_bits=0):
     return bits + scale_bits / group_size
+
 
 def bytes_not_bits(bits, group_size, scale_bits=16, zero_bits=0):
     return (bits + (scale_bits + zero_bits) / group_size) / 8
 
+
 def no_overhead(bits, group_size, scale_bits=16, zero_bits=0):
     return bits
 
+
 def overhead_per_bit(bits, group_size, scale_bits=16, zero_bits=0):
     return bits * (1 + (scale_bits + zero_bits) / group_size)
+
 
 def wrong_defaults(bits, group_size, scale_bits=32, zero_bits=0):
     return bits + (scale_bits + zero_bits) / group_size
@@ -172,6 +198,7 @@ def scores_overlap_twice(model, token_ids, window, stride):
         count += end - begin - 1
     return math.exp(nll / count)
 
+
 def exp_of_sum(model, token_ids, window, stride):
     ids = torch.as_tensor(token_ids)
     nll = 0.0
@@ -180,6 +207,7 @@ def exp_of_sum(model, token_ids, window, stride):
         logp = _logp(model, ids[begin:end])
         nll -= logp[first - begin - 1:end - begin - 1].gather(1, ids[first:end, None]).sum().item()
     return math.exp(min(nll, 700))
+
 
 def no_label_shift(model, token_ids, window, stride):
     ids = torch.as_tensor(token_ids)
@@ -191,6 +219,7 @@ def no_label_shift(model, token_ids, window, stride):
         count += end - first
     return math.exp(nll / count)
 
+
 def mean_of_window_perplexities(model, token_ids, window, stride):
     ids = torch.as_tensor(token_ids)
     values = []
@@ -200,6 +229,7 @@ def mean_of_window_perplexities(model, token_ids, window, stride):
         nll = -logp[first - begin - 1:end - begin - 1].gather(1, ids[first:end, None]).mean().item()
         values.append(math.exp(nll))
     return sum(values) / len(values)
+
 
 def weights_windows_by_length(model, token_ids, window, stride):   # mean NLL x window length, HF-docs style
     ids = torch.as_tensor(token_ids)
@@ -211,6 +241,7 @@ def weights_windows_by_length(model, token_ids, window, stride):   # mean NLL x 
         nll += mean * (end - begin)
         count += end - begin
     return math.exp(nll / count)
+
 
 def ignores_stride(model, token_ids, window, stride):            # back-to-back windows, no overlap
     ids = torch.as_tensor(token_ids)
@@ -247,20 +278,26 @@ def _collect(model, prompts, hook_kind="pre", reduce="absmax", keep="max", remov
             h.remove()
     return stats
 
+
 def output_not_input(model, prompts):
     return _collect(model, prompts, hook_kind="post")
+
 
 def signed_max(model, prompts):
     return _collect(model, prompts, reduce="signed")
 
+
 def mean_not_max(model, prompts):
     return _collect(model, prompts, reduce="mean")
+
 
 def last_prompt_only(model, prompts):
     return _collect(model, prompts, keep="last")
 
+
 def leaves_hooks(model, prompts):
     return _collect(model, prompts, remove=False)
+
 
 def skips_lm_head(model, prompts):
     return _collect(model, prompts, only_decoder=True)

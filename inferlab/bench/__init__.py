@@ -14,6 +14,7 @@ request finished).
 Failed requests (HTTP errors, broken streams, no text at all, time-outs) stay in the records with
 their error and are counted in ``failed``; they never count as good.
 """
+from inferlab.bench import compare
 from inferlab.bench.arrivals import arrival_times
 from inferlab.bench.loadgen import ENDPOINTS, openai_base_url, resolve_cpus, run, sweep
 from inferlab.bench.records import BenchRequest, RequestRecord, record_from_chunks, records_of
@@ -22,7 +23,7 @@ from inferlab.bench.vllm_bench import run_vllm_bench, vllm_bench_command
 from inferlab.bench.workloads import (build_workload, conversation_requests, describe, load_tokenizer,
                                       random_requests, shared_prefix_requests, word_tokens, write_jsonl)
 
-__all__ = ["BenchRequest", "ENDPOINTS", "RequestRecord", "arrival_times", "build_workload", "conversation_requests",
+__all__ = ["BenchRequest", "ENDPOINTS", "RequestRecord", "arrival_times", "build_workload", "compare", "conversation_requests",
            "describe", "failed_errors", "goodput_knee", "load_tokenizer", "openai_base_url", "pooled",
            "random_requests", "record_from_chunks", "resolve_cpus", "records_of", "report_table", "run", "run_vllm_bench",
            "shared_prefix_requests", "summarize", "sweep", "vllm_bench_command", "word_tokens", "write_json",

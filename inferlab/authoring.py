@@ -31,6 +31,10 @@ GPU_TIER_LINE = re.compile(r"^\*\*GPU tier\*\*: (validated on .+|not yet run on 
 # Paths that betray the machine a notebook ran on; committed outputs must not contain them.
 ABSOLUTE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/Users/|/opt/|site-packages|[A-Z]:\\\\)")
 MIN_CHECKS = 3
+# An f-string field with a width ({x:>10}, {name:<24}, {n:9,}) aligns columns by hand. Results a
+# learner compares are a pandas DataFrame, with units in the column names.
+F_STRING = re.compile(r"""\bf(?:"[^"\n]*"|'[^'\n]*')""")
+WIDTH_SPEC = re.compile(r"^(?:.?[<>^=])?[+\- ]?#?0?\d")
 # Words a contract may share with its solution: types and shapes say what goes in and comes out.
 CONTRACT_WORDS = {"shape", "dtype", "float", "int", "str", "bool", "list", "dict", "tuple", "None", "Linear", "Tensor"}
 
@@ -111,6 +115,16 @@ def leaked_method(source: str) -> list[str]:
         if leaked:
             found.append(", ".join(leaked))
     return found
+
+
+def aligned_by_hand(source: str) -> str | None:
+    """The first f-string field of ``source`` that pads to a width (a hand-aligned column), or None."""
+    for literal in F_STRING.findall(source):
+        for field in re.findall(r"\{([^{}]*)\}", literal):
+            expression, colon, spec = field.partition(":")
+            if colon and "[" not in spec and WIDTH_SPEC.match(spec):
+                return "{" + field + "}"
+    return None
 
 
 def _outside_regions(source: str) -> str:
@@ -228,6 +242,10 @@ def lint_solution(path: Path) -> list[str]:
             for names in leaked_method(cell.source):
                 problems.append(f"cell {index}: a stub's message gives away its solution ({names}); state what goes "
                                 "in and what comes out, and leave the method to the markdown and the check's hint")
+        field = aligned_by_hand(cell.source) if cell.cell_type == "code" else None
+        if field:
+            problems.append(f"cell {index} aligns a table by hand ({field}); show results a learner compares "
+                            "as a pandas DataFrame, units in the column names")
     regions = sum(c.source.count(BEGIN) for c in nb.cells if c.cell_type == "code")
     if regions < MIN_CHECKS:
         problems.append(f"needs at least {MIN_CHECKS} solution regions (found {regions})")

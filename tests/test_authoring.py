@@ -81,6 +81,15 @@ def test_lint_reports_contract_violations(tmp_path):
         assert expected in problems
 
 
+@pytest.mark.parametrize("source,aligned", [('print(f"{name:<24}{n:>10,}")', True), ('f"{x:9,}"', True),
+                                            ("f'{t:>4} {p:6.1%}'", True), ('f"{x:10.2f}"', True),
+                                            ('print(f"{p:.1%} of {n:,} B")', False), ('f"{value!r}"', False),
+                                            ('f"{x:.2f} ms"', False), ('d = {"ttft": 250, "x": 10}', False),
+                                            ('"{:>10}".format(x)', False)])
+def test_a_table_aligned_by_hand_is_found(source, aligned):
+    assert bool(authoring.aligned_by_hand(source)) == aligned
+
+
 @pytest.mark.parametrize("line,ok", [("**GPU tier**: not yet run on a GPU.", True),
                                      ("**GPU tier**: validated on 1x H100 80GB, 2026-12-01", True),
                                      ("**GPU tier**: should work", False), ("GPU tier: not yet run on a GPU", False)])

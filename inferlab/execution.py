@@ -1,8 +1,10 @@
 """Executing notebooks: one at a time under a wall-clock limit, or every solution of the course.
 
-``execute`` runs a notebook with papermill in a child process and, on timeout, kills that
-process and every process it started (the Jupyter kernel runs in its own session, so killing a
-process group is not enough). ``run_solutions`` is what ``make run`` and ``make reference`` do.
+``execute`` runs a notebook with papermill in a child process. However the run ends (finished,
+raised, hung past its limit), no process it started outlives it: the child is a *subreaper*, so
+even a process that detached itself (a new session, a double fork) stays its descendant and is
+stopped with it, and every process still carrying the run's mark in its environment is stopped
+too. Killing a process group would not be enough: the Jupyter kernel runs in its own session. ``run_solutions`` is what ``make run`` and ``make reference`` do.
 Grading (``inferlab.grading``) and the CLI build on it; transforming and linting notebooks is
 ``inferlab.authoring``'s.
 """
@@ -13,10 +15,15 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+
+
+RUN_MARK = "INFERLAB_RUN_MARK"      # in the environment of every process a run starts
+PR_SET_CHILD_SUBREAPER = 36
 
 
 @dataclass
@@ -32,15 +39,18 @@ def execute(src: Path, dest: Path, *, cwd: Path, parameters: dict | None = None,
     job = {"src": str(src), "dest": str(dest), "cwd": str(cwd), "parameters": parameters or {},
            "cell_timeout": cell_timeout, "allow_errors": allow_errors}
     start = time.perf_counter()
+    mark = uuid.uuid4().hex
     proc = subprocess.Popen([sys.executable, "-m", "inferlab.execution", json.dumps(job)],
-                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            env={**os.environ, **(env or {}), RUN_MARK: mark}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_tree(proc.pid)
         proc.communicate()
+        _kill_marked(mark)
         return Execution("timeout", time.perf_counter() - start, f"stopped after the {timeout:.0f} s time limit")
+    _kill_marked(mark)
     seconds = time.perf_counter() - start
     lines = [line for line in out.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
@@ -70,6 +80,36 @@ def _kill_tree(pid: int) -> None:
         Path(path).unlink(missing_ok=True)
 
 
+def _kill_marked(mark: str) -> None:
+    """Stop every process whose environment carries this run's mark (one that left the tree)."""
+    import psutil
+    marked = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get(RUN_MARK) == mark:
+                marked.append(p)
+        except (psutil.Error, OSError):
+            continue
+    for p in marked:
+        _kill_tree(p.pid)
+
+
+def _become_subreaper() -> None:
+    """Orphans of this process's descendants become its children instead of init's (Linux only)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _stop_descendants() -> None:
+    import psutil
+    me = psutil.Process()
+    for child in me.children():
+        _kill_tree(child.pid)
+
+
 def _connection_files(cmdline: list[str]) -> list[str]:
     """The Jupyter connection file a kernel was started with (``-f <file>.json``), if any."""
     return [arg for flag, arg in zip(cmdline, cmdline[1:]) if flag == "-f" and arg.endswith(".json")]
@@ -79,6 +119,7 @@ def _worker(job: dict) -> int:
     """Child process: run papermill; exit 0 ok, 3 when a cell raised (last line says which)."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
+    _become_subreaper()
     try:
         papermill.execute_notebook(job["src"], job["dest"], parameters=job["parameters"], kernel_name="python3",
                                    cwd=job["cwd"], progress_bar=False, execution_timeout=job["cell_timeout"],
@@ -86,6 +127,8 @@ def _worker(job: dict) -> int:
     except PapermillExecutionError as exc:
         print(f"ERROR: cell {exc.exec_count}: {exc.ename}: {str(exc.evalue).splitlines()[0] if exc.evalue else ''}")
         return 3
+    finally:
+        _stop_descendants()         # what the notebook's cells started and left running
     return 0
 
 

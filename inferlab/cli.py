@@ -33,13 +33,26 @@ def _model(args) -> int:
 def _grade(args) -> int:
     from inferlab import grading
     params = {"PROFILE": args.profile} if args.profile else None
-    report = grading.grade(Path(args.notebook), timeout=args.timeout, cell_timeout=args.cell_timeout,
-                           parameters=params)
-    print(report.table())
-    out = Path(args.json) if args.json else Path.cwd() / (Path(args.notebook).stem + ".grade.json")
-    grading.write_json(report, out)
-    print(f"report written to {out}")
-    return 0 if report.status in ("completed", "completed with errors") else 1
+    out = Path(args.out)
+    results = grading.grade_class(args.notebooks, out, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                                  labs=Path(args.labs), regrade=args.regrade, parameters=params)
+    if not results:
+        print(f"no notebooks found in {' '.join(args.notebooks)}")
+        return 1
+    if len(results) == 1:
+        report = results[0][0]
+        print(report.table())
+        if args.json:
+            grading.write_json(report, Path(args.json))
+            print(f"report written to {args.json}")
+    else:
+        for report, fresh in results:
+            print(report.line() + ("" if fresh else "  [unchanged since graded, skipped]"))
+    skipped = sum(not fresh for _, fresh in results)
+    print(f"gradebook: {out / 'gradebook.csv'} and {out / 'gradebook.json'}; feedback in {out / 'feedback'}"
+          + (f"; {skipped} unchanged, not regraded (--regrade to redo)" if skipped else ""))
+    ran = ("completed", "completed with errors")
+    return 0 if all(report.status in ran for report, _ in results) else 1
 
 
 def _labs(args) -> int:
@@ -157,12 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="convert again even if the cache has it")
     p.set_defaults(func=_model)
 
-    p = sub.add_parser("grade", help="run a copy of a learner's notebook and score its graded checks")
-    p.add_argument("notebook")
+    p = sub.add_parser("grade", help="grade notebooks (files, folders, globs): the lab's source runs with each "
+                                     "learner's exercise cells; a gradebook and feedback per learner")
+    p.add_argument("notebooks", nargs="+", help="notebooks, folders of them (one folder per learner), or globs")
+    p.add_argument("--out", default="grades", help="folder for the gradebook, feedback and reports (default ./grades)")
+    p.add_argument("--regrade", action="store_true", help="grade again what is unchanged since it was graded")
+    p.add_argument("--labs", default=str(REPO / "labs"), help="the labs' sources the submissions are graded "
+                   "against (default: this course's labs/)")
     p.add_argument("--timeout", type=float, default=1800, help="whole-notebook limit in seconds (default 1800)")
     p.add_argument("--cell-timeout", type=float, default=900, help="per-cell limit in seconds (default 900)")
     p.add_argument("--profile", choices=["auto", "cpu", "gpu"], help="override the notebook's PROFILE")
-    p.add_argument("--json", help="where to write the JSON report (default: ./NOTEBOOK.grade.json)")
+    p.add_argument("--json", help="also write a single notebook's report here")
     p.set_defaults(func=_grade)
 
     p = sub.add_parser("labs", help="generate labs/ from solutions/, run solutions, or refresh reference outputs")

@@ -3,8 +3,9 @@
 A check runs the learner's function (or inspects their value) against a reference on
 inputs the learner has not seen, prints one line -- a pass, or a fail with a hint --
 and records the verdict. It never raises, so one unfinished exercise does not hide the
-grades of the others. When ``INFERLAB_VERDICTS`` names a file (``inferlab grade`` sets
-it) every verdict is also appended there as one JSON line.
+grades of the others. Under ``inferlab grade`` the grader's guard
+(``inferlab.grading.kernel``) registers a sink that receives every verdict with the
+arguments the check was called on.
 
 A check is written as a function that raises ``CheckFailed`` (or returns a short,
 deterministic success detail) and is wrapped with ``@graded(hint=...)``. Its name is
@@ -20,14 +21,12 @@ Every lab's checks are a package ``inferlab/checks/<topic>/`` of one shape:
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-VERDICTS_ENV = "INFERLAB_VERDICTS"
 _results: list["Verdict"] = []
+_sinks: list[Callable] = []       # each called as sink(verdict, args, kwargs) after every check
 
 
 class CheckFailed(AssertionError):
@@ -69,7 +68,7 @@ def graded(hint: str):
                 verdict = Verdict(name, False, "not implemented yet (the exercise still raises NotImplementedError)", hint)
             except Exception as exc:  # the learner's code crashed: that is a fail, not a crash of the check
                 verdict = Verdict(name, False, f"your code raised {type(exc).__name__}: {exc}", hint)
-            _record(verdict)
+            _record(verdict, args, kwargs)
             print(verdict.line())
             return verdict
 
@@ -78,12 +77,15 @@ def graded(hint: str):
     return wrap
 
 
-def _record(verdict: Verdict) -> None:
+def _record(verdict: Verdict, args: tuple = (), kwargs: dict | None = None) -> None:
     _results.append(verdict)
-    path = os.environ.get(VERDICTS_ENV)
-    if path:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(asdict(verdict)) + "\n")
+    for sink in _sinks:
+        sink(verdict, args, kwargs or {})
+
+
+def add_sink(sink: Callable) -> None:
+    """Send every later verdict to ``sink(verdict, args, kwargs)`` too (the grader's guard uses it)."""
+    _sinks.append(sink)
 
 
 def results() -> list[Verdict]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import nbformat
 
-from inferlab.grading.kernel import INSTALL_CELL, cell_digest
+from inferlab.grading.kernel import AUDIT_CELL, INSTALL_CELL, cell_digest
 
 EXERCISE_TAG = "exercise"
 
@@ -59,9 +59,19 @@ def matches(source_nb, submission) -> int:
     return sum(_answer(cell, submission.cells) is not None for cell in source_nb.cells if is_exercise(cell))
 
 
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+        return True
+    except SyntaxError:
+        return False
+
+
 def _answer(exercise, cells):
     names = defined_names(exercise.source)
-    by_id = [c for c in cells if c.get("id") == exercise.get("id") and c.cell_type == "code"]
+    # Same id and the same names; or the learner's cell does not parse yet: its SyntaxError is their answer.
+    by_id = [c for c in cells if c.get("id") == exercise.get("id") and c.cell_type == "code"
+             and (names <= defined_names(c.source) or not _parses(c.source))]
     tagged = [c for c in cells if is_exercise(c) and names and names <= defined_names(c.source)]
     anywhere = [c for c in cells if c.cell_type == "code" and names and names <= defined_names(c.source)]
     for candidates in (by_id, tagged, anywhere):
@@ -119,6 +129,8 @@ def assemble(source_nb, submission) -> Assembly:
                 result.check_cells.add(cell_digest(new.source))
         cells.append(new)
         cells.extend(added_after.get(cell.get("id"), []))
+    cells.append(nbformat.v4.new_code_cell(AUDIT_CELL))
+    result.check_cells.add(cell_digest(AUDIT_CELL))
     nb = nbformat.v4.new_notebook(metadata=source_nb.metadata)
     nb.cells = cells
     result.notebook = nb

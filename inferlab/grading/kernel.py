@@ -26,6 +26,9 @@ import types
 KEY_FILE_ENV = "INFERLAB_GRADE_KEY_FILE"
 VERDICTS_ENV = "INFERLAB_GRADE_VERDICTS"
 INSTALL_CELL = "import inferlab.grading.kernel as _inferlab_guard\n_inferlab_guard.install()\ndel _inferlab_guard"
+AUDIT_CELL = "import inferlab.grading.kernel as _inferlab_guard\n_inferlab_guard.audit()\ndel _inferlab_guard"
+AUDIT = "__audit__"
+_guard: "Guard | None" = None
 
 
 def cell_digest(source: str) -> str:
@@ -89,8 +92,12 @@ class Guard:
                 if name in user and user[name] is not arg]
 
     def __call__(self, verdict, args: tuple, kwargs: dict) -> None:
-        record = {"name": verdict.name, "passed": verdict.passed, "detail": verdict.detail, "hint": verdict.hint,
-                  "cell": self.cell, "tampered": self.replaced() + self.wrong_arguments(verdict.name, args)}
+        self.write(verdict.name, verdict.passed, verdict.detail, verdict.hint,
+                   self.replaced() + self.wrong_arguments(verdict.name, args))
+
+    def write(self, name: str, passed: bool, detail: str, hint: str, tampered: list[str]) -> None:
+        record = {"name": name, "passed": passed, "detail": detail, "hint": hint, "cell": self.cell,
+                  "tampered": tampered}
         record["sig"] = sign(self.key, record)
         self.out.write(json.dumps(record) + "\n")
         self.out.flush()
@@ -109,6 +116,14 @@ def install() -> None:
     import inferlab.checks as checks
     guard = Guard(key, open(verdicts, "a", encoding="utf-8"), _answer_names())
     checks.add_sink(guard)
+    global _guard
+    _guard = guard
     shell = get_ipython()
     if shell is not None:
         shell.events.register("pre_run_cell", guard.before_cell)
+
+
+def audit() -> None:
+    """The grader's last cell: report anything of ``inferlab`` replaced since the start."""
+    if _guard is not None:
+        _guard.write(AUDIT, True, "", "", _guard.replaced())

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from inferlab import authoring
 from inferlab.execution import execute
-from inferlab.grading import assemble as asm
-from inferlab.grading.kernel import KEY_FILE_ENV, VERDICTS_ENV, sign
+from inferlab.grading.assemble import assemble, matches
+from inferlab.grading.kernel import AUDIT, KEY_FILE_ENV, VERDICTS_ENV, sign
 from inferlab.grading.report import GradeReport
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def named_lab(path: Path, labs: list[Path]) -> Path | None:
 def identify(path: Path, nb, labs_dir: Path) -> tuple[Path | None, str]:
     """(the lab's source, "") or (None, why this submission is not a notebook of that lab)."""
     labs = authoring.lab_notebooks(labs_dir)
-    answered = {lab: asm.matches(_read(lab), nb) for lab in labs}
+    answered = {lab: matches(_read(lab), nb) for lab in labs}
     named = named_lab(path, labs)
     best = max(answered, key=answered.get, default=None)
     if named is not None and answered.get(named):
@@ -81,7 +81,7 @@ def grade(notebook: Path, *, timeout: float = 1800, cell_timeout: float = 900, l
     if source_path is None:
         return GradeReport(str(notebook), None, "wrong lab", why, 0.0, sha256=sha)
     source = _read(source_path)
-    plan = asm.assemble(source, nb)
+    plan = assemble(source, nb)
     expected = authoring.graded_checks(source)
     key = secrets.token_bytes(32)
     with tempfile.TemporaryDirectory(prefix="inferlab-grade-") as tmp:
@@ -97,6 +97,8 @@ def grade(notebook: Path, *, timeout: float = 1800, cell_timeout: float = 900, l
                       env={KEY_FILE_ENV: str(key_file), VERDICTS_ENV: str(verdict_file)})
         lines = verdict_file.read_text(encoding="utf-8").splitlines()
     verdicts, flags = _guarded_verdicts(lines, key, plan.check_cells)
+    if AUDIT not in verdicts and run.status in ("ok", "error"):
+        flags.append("the grader's last cell did not report: the guard was removed or replaced")
     checks = []
     for name in expected:
         v = verdicts.get(name)

@@ -42,9 +42,9 @@ test-gpu: $(if $(SMOKE),,setup) ## every solution with PROFILE=gpu via papermill
 	$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'make test-gpu: no CUDA GPU visible to torch; run it on a GPU machine (or SMOKE=1 for the smoke test)')" && \
 	$(PY) -m inferlab labs run --profile gpu
 
-grade: setup ## grade a learner's notebook: make grade NB=path/to/notebook.ipynb
-	@[ -n "$(NB)" ] || { echo "make grade: give the notebook, e.g. make grade NB=labs/01-anatomy.ipynb"; exit 2; }
-	$(PY) -m inferlab grade "$(NB)"
+grade: setup ## grade a class into grades/: make grade CLASS=folder/ (one folder per learner), or NB=notebook.ipynb
+	@[ -n "$(CLASS)$(NB)" ] || { echo "make grade: give the class folder or a notebook, e.g. make grade CLASS=submissions/ or NB=labs/01-anatomy.ipynb"; exit 2; }
+	$(PY) -m inferlab grade $(CLASS) $(NB) --out $(or $(OUT),grades)
 
 doctor: ## pre-flight: is this machine ready for a training day?
 	@if [ -x $(PY) ]; then $(PY) -m inferlab doctor; else echo "[MISS] .venv does not exist -- run: make setup"; exit 1; fi

@@ -50,7 +50,10 @@ if [ "$FLAVOR" = cpu ]; then
 fi
 
 say "Jupyter kernel 'inferlab'"
-"$PY" -m ipykernel install --user --name inferlab --display-name "Python (inferlab)" >/dev/null
+# ipykernel writes the spec into a mkdtemp folder it never removes: give it one of ours, then remove it.
+spec_tmp="$(mktemp -d)"
+TMPDIR="$spec_tmp" "$PY" -m ipykernel install --user --name inferlab --display-name "Python (inferlab)" >/dev/null
+rm -rf "$spec_tmp"
 
 say "checking imports"
 "$PY" - <<'PY'

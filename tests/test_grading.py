@@ -273,3 +273,12 @@ def test_grade_lab_01(folder, all_pass):
     assert report.total >= 3 and report.lab == "01-anatomy"
     assert [c["passed"] for c in report.checks] == [all_pass] * report.total, report.table()
     assert report.flags == []
+
+
+@pytest.mark.parametrize("stored", ["{ half a repo", '{"written_by": "another version"}'])
+def test_a_damaged_or_foreign_report_is_graded_again(tmp_path, stored):
+    from inferlab.grading import classroom
+    notebook, report = tmp_path / LAB, tmp_path / "report.json"
+    notebook.write_text("{}")
+    report.write_text(stored)
+    assert classroom._unchanged(report, notebook, tmp_path) is None

@@ -57,7 +57,10 @@ def _key(learner: str, path: Path) -> str:
 def _unchanged(previous: Path, path: Path, labs: Path) -> GradeReport | None:
     if not previous.is_file() or not path.is_file():
         return None
-    report = read_json(previous)
+    try:
+        report = read_json(previous)
+    except (ValueError, TypeError):       # damaged, or written by another version: grade again
+        return None
     source = labs / f"{report.lab}.ipynb" if report.lab else None
     same_source = (source is None or not source.is_file()
                    or hashlib.sha256(source.read_bytes()).hexdigest() == report.source_sha256)

@@ -88,21 +88,23 @@ def _label(cell) -> str:
 def assemble(source_nb, submission) -> Assembly:
     """The notebook to run, and what was taken, kept as the stub, restored or added."""
     result = Assembly(None)
-    taken = {}
+    answer_of: dict[str | None, object] = {}   # source exercise id -> the submission's cell answering it
+    anchor_of: dict[int, str | None] = {}      # id() of such a cell -> where it sits in the source
     for cell in source_nb.cells:
         if is_exercise(cell):
             answer = _answer(cell, submission.cells)
             names = ", ".join(sorted(defined_names(cell.source))) or _label(cell)
             (result.found if answer is not None else result.missing).append(names)
             if answer is not None:
-                taken[id(answer)] = cell.get("id")
+                answer_of[cell.get("id")] = answer
+                anchor_of[id(answer)] = cell.get("id")
     source_ids = {c.get("id") for c in source_nb.cells}
     source_code = {c.source for c in source_nb.cells if c.cell_type == "code"}
     added_after: dict[str | None, list] = {}
     anchor = None                   # the source cell the submission's cells follow
     for cell in submission.cells:
-        if id(cell) in taken:
-            anchor = taken[id(cell)]
+        if id(cell) in anchor_of:
+            anchor = anchor_of[id(cell)]
         elif cell.get("id") in source_ids:
             anchor = cell.get("id")
         elif cell.cell_type == "code" and cell.source.strip() and cell.source not in source_code:
@@ -111,14 +113,12 @@ def assemble(source_nb, submission) -> Assembly:
     submitted = {c.get("id"): c for c in submission.cells}
     submitted_code = {c.source for c in submission.cells if c.cell_type == "code"}
     cells = [nbformat.v4.new_code_cell(INSTALL_CELL)]
-    by_source_id = {v: k for k, v in taken.items()}
-    answers = {id(c): c for c in submission.cells}
     for cell in added_after.get(None, []):
         cells.append(cell)
     for cell in source_nb.cells:
         new = nbformat.from_dict(cell.copy())
-        if is_exercise(cell) and cell.get("id") in by_source_id:
-            new.source = answers[by_source_id[cell.get("id")]].source
+        if is_exercise(cell) and cell.get("id") in answer_of:
+            new.source = answer_of[cell.get("id")].source
         elif cell.cell_type == "code" and not is_exercise(cell):
             mine = submitted.get(cell.get("id"))
             if cell.source not in submitted_code:       # ids can be lost on the way; the text cannot lie

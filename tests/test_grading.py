@@ -282,3 +282,13 @@ def test_a_damaged_or_foreign_report_is_graded_again(tmp_path, stored):
     notebook.write_text("{}")
     report.write_text(stored)
     assert classroom._unchanged(report, notebook, tmp_path) is None
+
+
+def test_cli_on_one_notebook_prints_its_table_and_writes_json(tmp_path, labs, capsys):
+    from inferlab import cli
+    path = _write(_lab(tpot=TPOT_RIGHT), tmp_path / "sub" / LAB)
+    report = tmp_path / "one.json"
+    code = cli.main(["grade", str(path), "--out", str(tmp_path / "g"), "--labs", str(labs), "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0 and "check_tpot" in out and "score: 1/2" in out, out
+    assert json.loads(report.read_text())["score"] == 1

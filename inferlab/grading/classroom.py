@@ -17,7 +17,8 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from inferlab.grading.report import GradeReport, read_json, write_json, write_text
+from inferlab.bench.records import write_atomically
+from inferlab.grading.report import GradeReport, read_json, write_json
 from inferlab.grading.submission import LABS, grade
 
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", ".git"}
@@ -89,7 +90,7 @@ def grade_class(paths: list[str], out: Path, *, timeout: float = 1800, cell_time
                 report = GradeReport(str(path), None, "grader error", f"{type(exc).__name__}: {exc}", 0.0)
             report.learner = learner
             write_json(report, stored)
-            write_text(out / "feedback" / learner / f"{report.lab or path.stem}.md", report.feedback())
+            write_atomically(out / "feedback" / learner / f"{report.lab or path.stem}.md", report.feedback())
         results.append((report, fresh))
     write_gradebook([r for r, _ in results], out)
     return results
@@ -107,5 +108,5 @@ def write_gradebook(reports: list[GradeReport], out: Path) -> None:
                "score": r.score, "total": r.total, "seconds": r.seconds, "flags": "; ".join(r.flags)}
         row |= {c["name"]: int(c["passed"]) for c in r.checks}
         writer.writerow(row)
-    write_text(out / "gradebook.csv", buffer.getvalue())
-    write_text(out / "gradebook.json", json.dumps([asdict(r) for r in reports], indent=2) + "\n")
+    write_atomically(out / "gradebook.csv", buffer.getvalue())
+    write_atomically(out / "gradebook.json", json.dumps([asdict(r) for r in reports], indent=2) + "\n")

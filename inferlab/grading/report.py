@@ -5,6 +5,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from inferlab.bench.records import write_atomically
+
 
 @dataclass
 class GradeReport:
@@ -70,15 +72,8 @@ def _cell(text: str) -> str:
 
 def write_json(report: GradeReport, path: Path) -> None:
     """Write ``report`` whole or not at all (an interrupted class run never leaves half a file)."""
-    write_text(path, json.dumps(asdict(report), indent=2) + "\n")
+    write_atomically(path, json.dumps(asdict(report), indent=2) + "\n")
 
 
 def read_json(path: Path) -> GradeReport:
     return GradeReport(**json.loads(path.read_text(encoding="utf-8")))
-
-
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -225,6 +225,26 @@ def test_kill_group_takes_the_whole_tree():
     assert not alive
 
 
+def test_a_zombie_counts_as_gone_and_a_running_process_does_not():
+    """A stopped engine's helper whose parent died first is a zombie nobody reaps yet (under a
+    subreaper): waiting for it to vanish cost every server stop 20 s inside `make run`."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 20
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = time.monotonic()
+        assert processes._wait_gone([psutil.Process(zombie.pid)], timeout=10) == []
+        assert time.monotonic() - start < 2
+        left = processes._wait_gone([psutil.Process(sleeper.pid)], timeout=0.3)
+        assert [p.pid for p in left] == [sleeper.pid]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        zombie.wait()
+
+
 # ----------------------------------------------------------------------------- real engines
 
 @pytest.fixture(scope="module")

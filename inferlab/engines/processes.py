@@ -57,7 +57,7 @@ def kill_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         pass
-    _, alive = psutil.wait_procs(family, timeout=max(1.0, grace / 4))
+    alive = _wait_gone(family, timeout=max(1.0, grace / 4))
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     for p in alive + _group_members(pgid):
@@ -65,7 +65,32 @@ def kill_group(proc: subprocess.Popen, grace: float = 20.0) -> None:
             p.kill()
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    psutil.wait_procs(alive, timeout=5)
+    _wait_gone(alive, timeout=5)
+
+
+def _wait_gone(procs: list, timeout: float) -> list:
+    """Wait until every process has exited; return those still running after ``timeout`` seconds.
+
+    A zombie has exited. When its parent died first, it is re-parented and reaped by someone else
+    (init, or a subreaper such as ``inferlab.execution``'s runner, which reaps only when it ends), so
+    waiting for it to vanish would wait for nothing (psutil.wait_procs does).
+    """
+    import time
+
+    import psutil
+
+    def running(p) -> bool:
+        try:
+            return p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            return False
+
+    deadline = time.monotonic() + timeout
+    left = [p for p in procs if running(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if running(p)]
+    return left
 
 
 def _stop_and_clean(proc: subprocess.Popen, workdir: Path) -> None:

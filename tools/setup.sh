@@ -58,12 +58,12 @@ rm -rf "$spec_tmp"
 say "checking imports"
 "$PY" - <<'PY'
 import importlib, sys
-for name in ("torch", "transformers", "vllm", "bitsandbytes", "papermill", "nbval", "openai", "inferlab"):
+for name in ("torch", "transformers", "vllm", "xgrammar", "bitsandbytes", "papermill", "nbval", "openai", "inferlab"):
     try:
         importlib.import_module(name)
     except Exception as exc:  # report every broken import, not just the first
         sys.exit(f"setup: import {name} failed: {exc}")
-print("setup: torch, transformers, vllm, bitsandbytes, papermill, nbval, openai, inferlab import")
+print("setup: torch, transformers, vllm, xgrammar, bitsandbytes, papermill, nbval, openai, inferlab import")
 PY
 
 say "embedded model"

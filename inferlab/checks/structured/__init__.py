@@ -280,7 +280,7 @@ def reference_greedy(next_logits, allowed, eos_id, max_new_tokens) -> list[int]:
 
 @graded(hint="at every step set the logits of the tokens not allowed to -inf (before choosing), take the argmax, "
              "append it; stop after EOS (keep it) or after max_new_tokens tokens")
-def check_greedy(constrained_greedy) -> str:
+def check_constrained_greedy(constrained_greedy) -> str:
     for table, allowed, eos, limit in GREEDY_CASES:
         want = reference_greedy(fake_logits(table), allowed, eos, limit)
         got = [int(t) for t in constrained_greedy(fake_logits(table), allowed, eos, limit)]
@@ -314,11 +314,11 @@ def _greedy_diagnosis(got, want, table, allowed, eos) -> str:
     return ""
 
 
-__all__ = ["check_validity", "check_choice_mask", "check_bitmask", "check_greedy", "CheckFailed"]
+__all__ = ["check_validity", "check_choice_mask", "check_bitmask", "check_constrained_greedy", "CheckFailed"]
 
 EXERCISES = [
     Exercise(check_validity, ("json_validity",)),
     Exercise(check_choice_mask, ("build_trie", "allowed_tokens"), ("tokenizer",)),
     Exercise(check_bitmask, ("bitmask_to_ids",)),
-    Exercise(check_greedy, ("constrained_greedy",)),
+    Exercise(check_constrained_greedy, ("constrained_greedy",)),
 ]

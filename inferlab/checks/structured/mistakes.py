@@ -5,7 +5,7 @@ import json
 import re
 
 from inferlab.checks import right, wrong
-from inferlab.checks.structured import (check_bitmask, check_choice_mask, check_greedy, check_validity,
+from inferlab.checks.structured import (check_bitmask, check_choice_mask, check_constrained_greedy, check_validity,
                                         reference_greedy, reference_validity)
 
 
@@ -268,12 +268,12 @@ CATALOGUE = [
     wrong(check_bitmask, "bit 31 makes an int32 word negative", bits_signed_bin),
     right(check_bitmask, bits_reference_loop, label="python-loop"),
     right(check_bitmask, bits_numpy, label="numpy-unpackbits"),
-    wrong(check_greedy, "mask the logits before choosing", _decoder(_argmax_unmasked), label="argmax-unmasked"),
-    wrong(check_greedy, "not the best allowed one", _decoder(_mask_after_choosing), label="mask-after-choosing"),
-    wrong(check_greedy, "use -inf", _decoder(_multiplied_mask), label="multiplied-mask"),
-    wrong(check_greedy, "stop after generating EOS", _decoder(_best_allowed, stop_at_eos=False), label="no-stop"),
-    wrong(check_greedy, "keep the EOS token", greedy_drops_eos),
-    wrong(check_greedy, "raise ValueError", _decoder(_best_allowed, when_empty="return"), label="empty-returns"),
-    right(check_greedy, reference_greedy, label="reference"),
-    right(check_greedy, greedy_plain_python, label="plain-python"),
+    wrong(check_constrained_greedy, "mask the logits before choosing", _decoder(_argmax_unmasked), label="argmax-unmasked"),
+    wrong(check_constrained_greedy, "not the best allowed one", _decoder(_mask_after_choosing), label="mask-after-choosing"),
+    wrong(check_constrained_greedy, "use -inf", _decoder(_multiplied_mask), label="multiplied-mask"),
+    wrong(check_constrained_greedy, "stop after generating EOS", _decoder(_best_allowed, stop_at_eos=False), label="no-stop"),
+    wrong(check_constrained_greedy, "keep the EOS token", greedy_drops_eos),
+    wrong(check_constrained_greedy, "raise ValueError", _decoder(_best_allowed, when_empty="return"), label="empty-returns"),
+    right(check_constrained_greedy, reference_greedy, label="reference"),
+    right(check_constrained_greedy, greedy_plain_python, label="plain-python"),
 ]

@@ -21,10 +21,11 @@ from inferlab.bench.records import BenchRequest, RequestRecord, record_from_chun
 from inferlab.bench.results import failed_errors, goodput_knee, pooled, report_table, summarize, write_json
 from inferlab.bench.vllm_bench import run_vllm_bench, vllm_bench_command
 from inferlab.bench.workloads import (build_workload, conversation_requests, describe, load_tokenizer,
-                                      random_requests, shared_prefix_requests, word_tokens, write_jsonl)
+                                      multi_turn_requests, random_requests, shared_prefix_requests, word_tokens,
+                                      write_jsonl)
 
 __all__ = ["BenchRequest", "ENDPOINTS", "RequestRecord", "arrival_times", "build_workload", "compare", "conversation_requests",
-           "describe", "failed_errors", "goodput_knee", "load_tokenizer", "openai_base_url", "pooled",
+           "describe", "failed_errors", "multi_turn_requests", "goodput_knee", "load_tokenizer", "openai_base_url", "pooled",
            "random_requests", "record_from_chunks", "resolve_cpus", "records_of", "report_table", "run", "run_vllm_bench",
            "shared_prefix_requests", "summarize", "sweep", "vllm_bench_command", "word_tokens", "write_json",
            "write_jsonl"]

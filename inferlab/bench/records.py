@@ -9,8 +9,8 @@ from inferlab.metrics import time_per_output_token
 
 @dataclass
 class BenchRequest:
-    """One request of a workload: a text prompt (completions) or a message list (chat)."""
-    prompt: str | list[dict]
+    """One request of a workload: a text prompt or token ids (completions), or a message list (chat)."""
+    prompt: str | list[int] | list[dict]
     prompt_len: int          # tokens, as our tokenizer counts them (the server's count wins later)
     output_len: int          # max_tokens; with ignore_eos the server generates exactly this many
 

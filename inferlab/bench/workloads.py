@@ -88,10 +88,42 @@ def conversation_requests(tokenizer, num_prompts: int, output_len: int | None = 
     out = []
     for i in range(num_prompts):
         conv = convs[order[i % len(order)]]
-        ids = tokenizer.apply_chat_template(conv["messages"], add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "input_ids"):
-            ids = ids["input_ids"]
+        ids = _template_ids(tokenizer, conv["messages"])
         out.append(BenchRequest(conv["messages"], len(ids), output_len or conv["reply_tokens"]))
+    return out
+
+
+def _template_ids(tokenizer, messages: list[dict]) -> list[int]:
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def multi_turn_requests(tokenizer, conversations: int, turns: int, system_len: int, user_len: int,
+                        reply_len: int, output_len: int, seed: int = 0) -> list[BenchRequest]:
+    """Chats that resend their history, as chat clients do: every turn's prompt is the previous turn's
+    prompt, the assistant's reply and a new user message, after the chat template, as token ids.
+
+    All conversations share one system prompt of system_len words; user messages and replies are
+    random words (replies are written here, not generated, so the next turn's tokens are known).
+    Requests come turn by turn: the first turn of every conversation, then the second, ...
+    """
+    vocab = word_tokens(tokenizer)
+    rng = random.Random(seed)
+
+    def words(n):
+        return tokenizer.decode([rng.choice(vocab) for _ in range(n)]).strip()
+    system = words(system_len)
+    chats = [[{"role": "system", "content": system}] for _ in range(conversations)]
+    out = []
+    for turn in range(turns):
+        for chat in chats:
+            if turn:
+                chat.append({"role": "assistant", "content": words(reply_len)})
+            chat.append({"role": "user", "content": words(user_len)})
+            ids = _template_ids(tokenizer, chat)
+            out.append(BenchRequest(ids, len(ids), output_len))
     return out
 
 

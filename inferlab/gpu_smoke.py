@@ -180,6 +180,26 @@ def grammar_mask_on_device(subject: Subject) -> str:
     return f"{agreed} steps of a regex mask applied on {subject.device}: same allowed tokens as on the CPU"
 
 
+def roofline_on_device(subject: Subject) -> str:
+    """Lab 07: the device's bandwidth and matmul rate, and decode step times at batch 1 and 16 with a
+    random KV cache of 64 positions; the step must not beat the roofline's bound."""
+    from inferlab import batching
+    dtype = str(next(subject.model.parameters()).dtype).removeprefix("torch.")
+    bandwidth = batching.measure_bandwidth(subject.device, mib=256)
+    peak = batching.measure_matmul(subject.device, dtype=dtype, n=4096)
+    params = list(subject.model.parameters())
+    weight_bytes = sum(p.numel() * p.element_size() for p in params)
+    kv = batching.kv_bytes_per_token(subject.model.config, params[0].element_size())
+    flops = batching.decode_flops_per_token(subject.model.config, sum(p.numel() for p in params), 64)
+    steps = {b: batching.decode_step_seconds(subject.model, b, 64) for b in (1, 16)}
+    bound = batching.decode_step_bound(1, 64, weight_bytes, kv, flops, bandwidth, peak)["seconds"]
+    if steps[1] < 0.5 * bound:
+        raise AssertionError(f"a decode step took {steps[1] * 1e3:.3f} ms, under half the roofline bound "
+                             f"{bound * 1e3:.3f} ms: a timer misses GPU work")
+    return (f"{bandwidth / 1e9:.0f} GB/s, {peak / 1e12:.1f} {dtype} TFLOP/s; decode step {steps[1] * 1e3:.2f} ms "
+            f"at batch 1, {steps[16] * 1e3:.2f} ms at 16; MBU at batch 1 {bound / steps[1]:.0%}")
+
+
 def probes() -> list[Probe]:
     return [
         Probe("02", "weights: predicted vs allocated", (), build_model),
@@ -187,13 +207,15 @@ def probes() -> list[Probe]:
         Probe("02", "prefill peak: predicted vs torch.cuda.max_memory_allocated", ("cuda",), prefill_peak),
         Probe("03", "INT8/INT4 quantization on the device", (), quantize_on_device),
         Probe("01", "greedy decode with a KV cache, ms/token", (), decode_timing),
-        Probe("01-06", "every lab on the GPU profile's hub model", ("network",)),
+        Probe("01-07", "every lab on the GPU profile's hub model", ("network",)),
         Probe("03", "bitsandbytes NF4/INT8 on CUDA", ("cuda", "bitsandbytes", "network")),
         Probe("03", "vLLM FP8/AWQ/GPTQ rows", ("cuda", "vllm", "network")),
         Probe("04", "vLLM server: KV report, gpu_memory_utilization sweep", ("cuda", "vllm", "network")),
         Probe("05", "xgrammar token bitmask applied to logits on the device", ("xgrammar",), grammar_mask_on_device),
         Probe("05", "structured outputs on vLLM and SGLang (make setup-sglang)", ("cuda", "vllm", "network")),
         Probe("06", "benchmarks against a vLLM server", ("cuda", "vllm", "network")),
+        Probe("07", "roofline: bandwidth, matmul, decode steps at batch 1 and 16", (), roofline_on_device),
+        Probe("07", "batching, paged KV and prefix caching on a vLLM server", ("cuda", "vllm", "network")),
     ]
 
 

@@ -117,7 +117,15 @@ def _vram(args) -> int:
     from inferlab import memory
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     step = args.max_batched_tokens
-    est = memory.estimate(memory.load_config(args.config), dtype=args.dtype, kv_dtype=args.kv_dtype,
+    config = memory.load_config(args.config)
+    tp, pp = args.tensor_parallel, args.pipeline_parallel
+    if tp != 1 or pp != 1:
+        est = memory.per_device(config, dtype=args.dtype, kv_dtype=args.kv_dtype, context=args.context,
+                                batch=args.batch, tensor_parallel=tp, pipeline_parallel=pp,
+                                max_batched_tokens=None if step == 0 else step)
+        print(json.dumps(est, indent=2) if args.json else memory.format_per_device(est))
+        return 0
+    est = memory.estimate(config, dtype=args.dtype, kv_dtype=args.kv_dtype,
                           context=args.context, batch=args.batch, gpus=gpus,
                           max_batched_tokens=None if step == 0 else step)
     print(json.dumps(est, indent=2) if args.json else memory.format_report(est))
@@ -219,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per forward step, as with chunked prefill (default "
                         f"{memory.DEFAULT_MAX_BATCHED_TOKENS}, vLLM's serve default on H100); "
                         "0 = prefill the whole batch in one pass")
+    p.add_argument("--tensor-parallel", type=int, default=1, help="TP ranks: bytes per device (default 1)")
+    p.add_argument("--pipeline-parallel", type=int, default=1, help="PP stages: bytes per device (default 1)")
     p.add_argument("--gpus", default=None, help="comma-separated GPU names for the fits table (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=_vram)

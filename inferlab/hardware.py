@@ -108,3 +108,20 @@ def gpu_table() -> str:
         for g in CATALOG.values()
     ]
     return "\n".join([header, "-" * len(header), *rows, "(dense tensor-core throughput; T4 BF16 column is FP16)"])
+
+
+# Links between GPUs, for projecting communication time. Bandwidth is per direction, in GB/s:
+# what one GPU can send while it receives as much (datasheets quote NVLink as the sum of both).
+@dataclass(frozen=True)
+class Link:
+    name: str
+    gbs_per_direction: float
+    source: str
+
+
+LINKS: dict[str, Link] = {link.name: link for link in [
+    Link("PCIe 4.0 x16", 31.5, "PCI-SIG PCIe 4.0: 16 GT/s per lane, 128b/130b encoding, 16 lanes"),
+    Link("PCIe 5.0 x16", 63.0, "PCI-SIG PCIe 5.0: 32 GT/s per lane, 128b/130b encoding, 16 lanes"),
+    Link("NVLink 3 (A100)", 300.0, _NVIDIA_A100 + " (600 GB/s NVLink, both directions)"),
+    Link("NVLink 4 (H100)", 450.0, _NVIDIA_H100 + " (900 GB/s NVLink, both directions)"),
+]}

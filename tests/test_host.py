@@ -107,7 +107,7 @@ def test_a_layout_the_caller_chose_is_left_alone(monkeypatch):
     _, args, env = launch._defaults(True, None, {}, {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
     assert "distributed_executor_backend" not in args and env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     _, args, env = launch._defaults(True, None, {"tensor_parallel_size": 2})    # in-process cannot shard
-    assert "distributed_executor_backend" not in args and env == {}
+    assert "distributed_executor_backend" not in args and set(env) == {"VLLM_CPU_OMP_THREADS_BIND"}  # core per worker
     _, args, _ = launch._defaults(True, None, {"distributed_executor_backend": "mp"})
     assert args["distributed_executor_backend"] == "mp"
 

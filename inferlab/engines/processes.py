@@ -11,8 +11,9 @@ import subprocess
 from pathlib import Path
 
 # What an engine process looks like in `ps`: Python running a server module, or a worker that
-# renamed itself (vLLM's "VLLM::EngineCore", "VLLM::Worker"; SGLang's "sglang::scheduler").
-ENGINE_MODULES = ("vllm.entrypoints", "sglang.launch_server")
+# renamed itself (vLLM's "VLLM::EngineCore", "VLLM::Worker"; SGLang's "sglang::scheduler"); and
+# inferlab's own distributed workers (lab 08), so that the leak checks count them too.
+ENGINE_MODULES = ("vllm.entrypoints", "sglang.launch_server", "inferlab.parallel.worker")
 ENGINE_TITLES = ("VLLM::", "sglang::")
 
 
@@ -111,11 +112,13 @@ def is_engine_process(name: str, cmdline: list[str]) -> bool:
 
 
 def engine_processes() -> list:
-    """Processes on this machine that look like inference engines (server or worker)."""
+    """Processes on this machine that look like inference engines (server or worker), zombies aside."""
     import psutil
     found = []
-    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "status"]):
         with contextlib.suppress(psutil.Error):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:   # exited, waiting to be reaped: holds nothing
+                continue
             if proc.pid != os.getpid() and is_engine_process(proc.info["name"] or "", proc.info["cmdline"] or []):
                 found.append(proc)
     return found

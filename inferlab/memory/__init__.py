@@ -19,11 +19,13 @@ safetensors checkpoints for the supported architectures (pinned in tests).
 
 Units: GiB = 2**30 bytes, GB = 10**9 bytes. Functions return plain byte counts (int).
 
-The package: ``shapes`` (config.json -> ModelShape), ``sizing`` (the arithmetic), ``measure``
-(tensors that exist) and ``report`` (the text ``inferlab vram`` prints).
+The package: ``shapes`` (config.json -> ModelShape), ``sizing`` (the arithmetic), ``parallel`` (the
+same per device under tensor and pipeline parallelism), ``measure`` (tensors that exist) and
+``report`` (the text ``inferlab vram`` prints).
 """
 from inferlab.memory.measure import kv_cache_bytes, measure_gpu_peak, tensor_bytes
-from inferlab.memory.report import format_bytes, format_report
+from inferlab.memory.parallel import layer_params_per_rank, layout_fits, per_device, smallest_layout
+from inferlab.memory.report import format_bytes, format_per_device, format_report
 from inferlab.memory.shapes import (SUPPORTED_MODEL_TYPES, ModelShape, load_config, shape_dict, shape_from_config,
                                     shipped_configs)
 from inferlab.memory.sizing import (ALLOCATOR_SLACK_BYTES, CUDA_CONTEXT_BYTES, DEFAULT_CONTEXTS,
@@ -32,7 +34,7 @@ from inferlab.memory.sizing import (ALLOCATOR_SLACK_BYTES, CUDA_CONTEXT_BYTES, D
                                     kv_bytes_per_token, kv_capacity, kv_elements_per_token, max_batch_context,
                                     overhead_bytes, param_breakdown, param_count, weight_bytes)
 
-__all__ = ["ALLOCATOR_SLACK_BYTES", "CUDA_CONTEXT_BYTES", "DEFAULT_CONTEXTS", "DEFAULT_MAX_BATCHED_TOKENS",
+__all__ = ["format_per_device", "layer_params_per_rank", "layout_fits", "per_device", "smallest_layout", "ALLOCATOR_SLACK_BYTES", "CUDA_CONTEXT_BYTES", "DEFAULT_CONTEXTS", "DEFAULT_MAX_BATCHED_TOKENS",
            "DTYPE_BYTES", "GB", "GiB", "MAX_GPUS", "ModelShape", "SUPPORTED_MODEL_TYPES", "USABLE_FRACTION",
            "activation_bytes", "active_param_count", "dtype_bytes", "estimate", "format_bytes",
            "format_report", "gpus_needed", "kv_bytes_per_token", "kv_cache_bytes", "kv_capacity",

@@ -44,3 +44,16 @@ def format_report(est: dict) -> str:
     for warning in est.get("warnings") or []:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def format_per_device(est: dict) -> str:
+    """Readable table of a :func:`inferlab.memory.parallel.per_device` result, one row per stage."""
+    lines = [f"Tensor parallel {est['tensor_parallel']} x pipeline parallel {est['pipeline_parallel']} = "
+             f"{est['devices']} devices; bytes on each device of a stage:", "",
+             f"  {'stage':<7}{'layers':>7}  {'weights':<30}{'KV cache':<30}{'total':<30}"]
+    for row in est["stages"]:
+        lines.append(f"  {row['stage']:<7}{row['layers']:>7}  {format_bytes(row['weight_bytes']):<30}"
+                     f"{format_bytes(row['kv_bytes']):<30}{format_bytes(row['total_bytes']):<30}")
+    lines += ["", f"busiest device (stage {est['busiest_stage']}): {format_bytes(est['total_bytes'])}, "
+              f"activations and overhead included"]
+    return "\n".join(lines)

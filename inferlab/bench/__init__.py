@@ -25,7 +25,7 @@ from inferlab.bench.workloads import (build_workload, conversation_requests, des
                                       write_jsonl)
 
 __all__ = ["BenchRequest", "ENDPOINTS", "RequestRecord", "arrival_times", "build_workload", "compare", "conversation_requests",
-           "describe", "failed_errors", "multi_turn_requests", "goodput_knee", "load_tokenizer", "openai_base_url", "pooled",
+           "describe", "failed_errors", "goodput_knee", "load_tokenizer", "multi_turn_requests", "openai_base_url", "pooled",
            "random_requests", "record_from_chunks", "resolve_cpus", "records_of", "report_table", "run", "run_vllm_bench",
            "shared_prefix_requests", "summarize", "sweep", "vllm_bench_command", "word_tokens", "write_json",
            "write_jsonl"]

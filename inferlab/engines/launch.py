@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from inferlab.engines.endpoints import HOST, free_port, port_is_free
 from inferlab.engines.errors import EngineStartError, PortInUseError
@@ -169,21 +170,14 @@ def vllm_command(model: str, name: str, port: int, engine_args: dict) -> list[st
 def check_parallel_layout(model: str, engine_args: dict) -> None:
     """Refuse a tensor/pipeline parallel size the model cannot take, in one line, before anything starts
     (reads the config.json of a local model directory; for a hub id the engine's own check remains)."""
-    sizes = {k: engine_args.get(k) for k in ("tensor_parallel_size", "pipeline_parallel_size")}
-    if all(v in (None, 1) for v in sizes.values()):
+    tp, pp = (engine_args.get(k) or 1 for k in ("tensor_parallel_size", "pipeline_parallel_size"))
+    if (tp, pp) == (1, 1):
         return
-    config = Path(str(model)) / "config.json"
-    from inferlab.parallel.layout import ParallelLayoutError, validate_layout
-    for key, value in sizes.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise ParallelLayoutError(f"{key} must be a positive integer, got {value!r}")
-    if not config.is_file():
-        return
-    cfg = json.loads(config.read_text(encoding="utf-8"))
-    cfg = cfg.get("text_config", cfg)
-    heads = cfg["num_attention_heads"]
-    validate_layout(heads, cfg.get("num_key_value_heads") or heads, cfg["num_hidden_layers"],
-                 sizes["tensor_parallel_size"] or 1, sizes["pipeline_parallel_size"] or 1)
+    from inferlab.memory.shapes import load_config
+    from inferlab.parallel.layout import validate_model_layout, validate_sizes
+    validate_sizes(tp, pp)
+    if (Path(str(model)) / "config.json").is_file():
+        validate_model_layout(SimpleNamespace(**load_config(str(model))), tp, pp)
 
 
 def start(engine: str = "vllm", model: str | None = None, profile=None, port: int | None = None,

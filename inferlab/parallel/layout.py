@@ -22,12 +22,17 @@ def _spoken(sizes: list[int]) -> str:
     return sizes[0] if len(sizes) == 1 else f"{', '.join(map(str, sizes[:-1]))} or {sizes[-1]}"
 
 
-def validate_layout(num_heads: int, num_kv_heads: int, num_layers: int, tensor_parallel: int = 1,
-                 pipeline_parallel: int = 1) -> None:
-    """Raise ParallelLayoutError (one line) unless the model can be split this way."""
+def validate_sizes(tensor_parallel: int = 1, pipeline_parallel: int = 1) -> None:
+    """Raise ParallelLayoutError (one line) unless both sizes are positive integers."""
     for name, size in (("tensor parallel size", tensor_parallel), ("pipeline parallel size", pipeline_parallel)):
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
             raise ParallelLayoutError(f"the {name} must be a positive integer, got {size!r}")
+
+
+def validate_layout(num_heads: int, num_kv_heads: int, num_layers: int, tensor_parallel: int = 1,
+                    pipeline_parallel: int = 1) -> None:
+    """Raise ParallelLayoutError (one line) unless the model can be split this way."""
+    validate_sizes(tensor_parallel, pipeline_parallel)
     tp = tensor_parallel
     if num_heads % tp:
         raise ParallelLayoutError(f"{num_heads} attention heads are not divisible by {tp}; use "

@@ -277,7 +277,7 @@ def test_sglang_says_why_it_cannot_run(monkeypatch, tmp_path):
 
 
 FAKE_SGLANG = """
-import argparse, http.server, sys, time
+import argparse, http.server, os, sys, time
 p = argparse.ArgumentParser()
 for flag in ("--model-path", "--served-model-name", "--host", "--port", "--context-length"):
     p.add_argument(flag)
@@ -285,7 +285,7 @@ p.add_argument("--fail", action="store_true")
 a = p.parse_args()
 if a.fail:
     sys.exit("ValueError: this GPU has no memory left for --mem-fraction-static 0.9")
-ready = time.monotonic() + 1.5           # like SGLang: /health answers 503 while the model loads
+ready = time.monotonic() + float(os.environ.get("FAKE_LOAD_SECONDS", 1.5))   # like SGLang: 503 while it loads
 
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
@@ -422,3 +422,41 @@ def test_the_serve_command_prints_the_url_and_stops_on_sigterm():
             proc.kill()
             proc.wait()
     assert wait_for_no_new_engines(before) == before
+
+
+def test_start_all_starts_engines_together_and_they_outlive_the_call(fake_sglang):
+    t0 = time.perf_counter()
+    servers = engines.start_all({name: {"engine": "sglang", "timeout": 60, "env": fake_sglang} for name in "ab"},
+                                profile=GPU)
+    try:
+        together = time.perf_counter() - t0
+        assert set(servers) == {"a", "b"} and servers["a"].port != servers["b"].port
+        assert together < servers["a"].startup_seconds + servers["b"].startup_seconds   # the starts overlapped
+        time.sleep(1.0)
+        assert all(s.alive() and s.healthy() for s in servers.values())   # nothing tied them to a finished thread
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_start_all_times_each_start_on_its_own(fake_sglang):
+    slow, fast = dict(fake_sglang, FAKE_LOAD_SECONDS="6"), dict(fake_sglang, FAKE_LOAD_SECONDS="1")
+    servers = engines.start_all({"slow": {"engine": "sglang", "timeout": 60, "env": slow},       # waited on first
+                                 "fast": {"engine": "sglang", "timeout": 60, "env": fast}}, profile=GPU)
+    try:
+        assert servers["fast"].startup_seconds < servers["slow"].startup_seconds - 3
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def test_start_all_stops_every_engine_when_one_fails(fake_sglang):
+    before = {p.pid for p in psutil.process_iter()}
+    with pytest.raises(engines.EngineStartError, match="exited with code 1"):
+        engines.start_all({"good": {"engine": "sglang", "timeout": 60, "env": fake_sglang},
+                           "bad": {"engine": "sglang", "timeout": 60, "env": fake_sglang, "extra_args": ["--fail"]}},
+                          profile=GPU)
+    time.sleep(0.5)
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
+            and "launch_server" in " ".join(p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left

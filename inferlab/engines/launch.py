@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -188,6 +189,14 @@ def start(engine: str = "vllm", model: str | None = None, profile=None, port: in
     engine: "vllm", or "sglang" (GPU tier, its own environment; see sglang_unavailable). Keywords
     other than these parameters are the engine's own options (engine_flags).
     """
+    server, limit, since = _spawn(engine, model, profile, port, timeout, kv_cache_gib, env, served_model_name,
+                                  extra_args, **engine_args)
+    return _healthy(server, limit, since)
+
+
+def _spawn(engine, model, profile, port, timeout, kv_cache_gib, env, served_model_name, extra_args,
+           **engine_args) -> tuple[Server, float, float]:
+    """Launch the engine process (from the calling thread: its death signal is tied to that thread)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     p = _profile(profile)
@@ -214,6 +223,7 @@ def start(engine: str = "vllm", model: str | None = None, profile=None, port: in
         command = sglang_command(sglang_python(), model, name, port, engine_args)
     command += list(extra_args or [])
     workdir = Path(tempfile.mkdtemp(prefix=f"inferlab-{engine}-{port}-"))
+    since = time.perf_counter()
     try:
         with open(workdir / "engine.log", "wb") as log:
             proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -221,14 +231,57 @@ def start(engine: str = "vllm", model: str | None = None, profile=None, port: in
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
-    server = Server(engine, str(model), name, port, proc, workdir, command)
     limit = timeout if timeout is not None else (300 if on_cpu else 1200)
+    return Server(engine, str(model), name, port, proc, workdir, command), limit, since
+
+
+def _healthy(server: Server, limit: float, since: float) -> Server:
     try:
-        server.startup_seconds = server.wait_healthy(limit)
+        server.startup_seconds = server.wait_healthy(limit, since)
     except BaseException:                 # EngineStartError, but also Ctrl-C while waiting
         server.stop()
         raise
     return server
+
+
+def start_all(configs: dict[str, dict], profile=None) -> dict[str, Server]:
+    """Start several engines at once and return them by name when all are healthy.
+
+    configs: name -> start()'s keywords (``{"plain": {}, "ngram": {"speculative_config": {...}}}``).
+    All processes are launched first, then awaited, so their start-ups overlap (much of a start is
+    loading and waiting, not computing) and N engines take less than N starts. If one fails, every
+    other one is stopped too and its error is raised.
+    """
+    keys = ("model", "port", "timeout", "kv_cache_gib", "env", "served_model_name", "extra_args")
+    launched: dict[str, tuple] = {}
+    try:
+        for name, config in configs.items():
+            config = dict(config)
+            engine = config.pop("engine", "vllm")
+            own = {key: config.pop(key, None) for key in keys}
+            if own["port"] is None:
+                own["port"] = _unused_port({s.port for s, _, _ in launched.values()})
+            launched[name] = _spawn(engine, own["model"], profile, own["port"], own["timeout"], own["kv_cache_gib"],
+                                    own["env"], own["served_model_name"], own["extra_args"], **config)
+        pending = dict(launched)
+        while pending:                    # look at each in turn, so each start is timed when it ends
+            for name, (server, limit, since) in list(pending.items()):
+                if (seconds := server.poll_healthy(limit, since)) is not None:
+                    server.startup_seconds = seconds
+                    del pending[name]
+            time.sleep(0.5 if pending else 0)
+        return {name: server for name, (server, _, _) in launched.items()}
+    except BaseException:
+        for server, _, _ in launched.values():
+            server.stop()
+        raise
+
+
+def _unused_port(taken: set[int]) -> int:
+    while True:
+        port = free_port()
+        if port not in taken:
+            return port
 
 
 @contextlib.contextmanager

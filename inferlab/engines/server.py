@@ -107,18 +107,25 @@ class Server:
                       kv_cache_memory_bytes=number("kv_cache_memory_bytes"))
         return report
 
-    def wait_healthy(self, timeout: float) -> float:
-        """Block until /health answers 200; return the seconds it took. Raise on death or timeout."""
-        start = time.perf_counter()
-        while True:
-            if self.proc.poll() is not None:
-                raise self._start_error(f"the {self.engine} process exited with code {self.proc.returncode} "
-                                        "before it became healthy")
-            if self.healthy() and http_get(f"{self.base_url}/models", timeout=5)[0] == 200:
-                return time.perf_counter() - start
-            if time.perf_counter() - start > timeout:
-                raise self._start_error(f"{self.engine} was not healthy after {timeout:.0f} s")
+    def wait_healthy(self, timeout: float, since: float | None = None) -> float:
+        """Block until /health answers 200; return the seconds it took, counted from ``since`` (a
+        ``time.perf_counter()`` reading: when the process started) or from now. Raise on death or timeout."""
+        start = time.perf_counter() if since is None else since
+        while (seconds := self.poll_healthy(timeout, start)) is None:
             time.sleep(0.5)
+        return seconds
+
+    def poll_healthy(self, timeout: float, since: float) -> float | None:
+        """One look: the seconds since ``since`` if the engine is healthy now, None if not yet. Raise if
+        it died or ``timeout`` seconds have passed (then it is stopped)."""
+        if self.proc.poll() is not None:
+            raise self._start_error(f"the {self.engine} process exited with code {self.proc.returncode} "
+                                    "before it became healthy")
+        if self.healthy() and http_get(f"{self.base_url}/models", timeout=5)[0] == 200:
+            return time.perf_counter() - since
+        if time.perf_counter() - since > timeout:
+            raise self._start_error(f"{self.engine} was not healthy after {timeout:.0f} s")
+        return None
 
     def _start_error(self, what: str) -> EngineStartError:
         self.stop()

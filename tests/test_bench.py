@@ -357,3 +357,13 @@ def test_no_engine_running_means_no_client_pinning():
     if engines.engine_processes():
         pytest.skip("an engine is running on this machine")
     assert engines.client_cpus() is None
+
+
+def test_a_ramp_sends_each_phase_at_its_own_rate():
+    times = bench.ramp([(1.0, 20), (10.0, 20), (1.0, 20)], seed=3)
+    assert np.all(np.diff(times) >= 0) and times[0] == 0 and times[-1] < 60
+    counts = [np.sum((times >= a) & (times < a + 20)) for a in (0, 20, 40)]
+    assert counts[1] > 5 * max(counts[0], counts[2])              # the middle phase is ten times busier
+    assert np.array_equal(times, bench.ramp([(1.0, 20), (10.0, 20), (1.0, 20)], seed=3))
+    with pytest.raises(ValueError, match="phase 1"):
+        bench.ramp([(1.0, 5), (0.0, 5)])

@@ -15,7 +15,7 @@ Failed requests (HTTP errors, broken streams, no text at all, time-outs) stay in
 their error and are counted in ``failed``; they never count as good.
 """
 from inferlab.bench import compare
-from inferlab.bench.arrivals import arrival_times
+from inferlab.bench.arrivals import arrival_times, ramp
 from inferlab.bench.loadgen import ENDPOINTS, openai_base_url, resolve_cpus, run, sweep
 from inferlab.bench.records import BenchRequest, RequestRecord, record_from_chunks, records_of
 from inferlab.bench.results import failed_errors, goodput_knee, pooled, report_table, summarize, write_json
@@ -26,6 +26,7 @@ from inferlab.bench.workloads import (build_workload, conversation_requests, des
 
 __all__ = ["BenchRequest", "ENDPOINTS", "RequestRecord", "arrival_times", "build_workload", "compare", "conversation_requests",
            "describe", "failed_errors", "goodput_knee", "load_tokenizer", "multi_turn_requests", "openai_base_url", "pooled",
-           "random_requests", "record_from_chunks", "resolve_cpus", "records_of", "report_table", "run", "run_vllm_bench",
+           "ramp", "random_requests", "record_from_chunks", "resolve_cpus", "records_of", "report_table", "run",
+           "run_vllm_bench",
            "shared_prefix_requests", "summarize", "sweep", "vllm_bench_command", "word_tokens", "write_json",
            "write_jsonl"]

@@ -22,3 +22,19 @@ def arrival_times(num_requests: int, request_rate: float, burstiness: float = 1.
     rng = np.random.default_rng(seed)
     gaps = rng.gamma(shape=burstiness, scale=1.0 / (request_rate * burstiness), size=max(num_requests - 1, 0))
     return np.concatenate([[0.0], np.cumsum(gaps)])[:num_requests]
+
+
+def ramp(phases, burstiness: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Send times of a load that changes: phases are (request rate in requests/s, seconds) in order.
+
+    Each phase is a seeded gamma process at its own rate, started where the previous phase ended;
+    the result goes to ``run(arrivals=...)``.
+    """
+    out, start = [], 0.0
+    for number, (rate, seconds) in enumerate(phases):
+        if rate <= 0 or seconds <= 0:
+            raise ValueError(f"phase {number}: rate and seconds must be > 0, got ({rate}, {seconds})")
+        times = arrival_times(max(1, math.ceil(rate * seconds * 2)), rate, burstiness, seed + number)
+        out.append(start + times[times < seconds])
+        start += seconds
+    return np.concatenate(out)

@@ -73,6 +73,7 @@ def local_cluster(num_cpus: int = 2, port: int | None = None):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray turns 127.0.0.1 into the machine's routable address, and its servers then listen beyond
     # loopback; a node whose address is 127.0.0.1 keeps every server on loopback.
+    routable_ip = services.get_node_ip_address
     services.get_node_ip_address = lambda address=None: HOST
     # Ray puts Unix sockets under its temp dir: the path must stay short (107 bytes at most)
     workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir="/tmp"))
@@ -89,6 +90,7 @@ def local_cluster(num_cpus: int = 2, port: int | None = None):
             serve.shutdown()
         with contextlib.suppress(Exception):
             ray.shutdown()
+        services.get_node_ip_address = routable_ip
         procs = _leftovers(str(workdir))
         for proc in procs:
             with contextlib.suppress(Exception):

@@ -13,13 +13,12 @@ WATCHED = {"running": "vllm:num_requests_running", "waiting": "vllm:num_requests
 
 
 @contextlib.contextmanager
-def watch(server: Server, interval: float = 0.5, names: dict | None = None):
-    """Scrape /metrics every ``interval`` seconds in a background thread while the block runs.
+def sample(read, interval: float = 0.5, name: str = "inferlab-sampler"):
+    """Call ``read()`` (a dict) every ``interval`` seconds in a background thread while the block runs.
 
-    Yields a list that fills with rows {"t": seconds since the block started, "running": ...,
-    "waiting": ..., "kv_usage": ..., "preemptions": ...} (or the short names you pass).
+    Yields a list that fills with rows {"t": seconds since the block started, **read()}. Sampling stops
+    quietly when ``read`` raises (what it watches is going away); one last row is taken at the end.
     """
-    names = names or WATCHED
     rows: list[dict] = []
     done = threading.Event()
     t0 = time.perf_counter()
@@ -27,19 +26,35 @@ def watch(server: Server, interval: float = 0.5, names: dict | None = None):
     def loop():
         while not done.is_set():
             try:
-                m = server.metrics()
-            except Exception:              # the server is going away: stop quietly
+                row = read()
+            except Exception:
                 return
-            rows.append({"t": time.perf_counter() - t0, **{k: m.get(v, 0.0) for k, v in names.items()}})
+            rows.append({"t": time.perf_counter() - t0, **row})
             done.wait(interval)
 
-    thread = threading.Thread(target=loop, daemon=True, name="inferlab-metrics")
+    thread = threading.Thread(target=loop, daemon=True, name=name)
     thread.start()
     try:
         yield rows
     finally:
         done.set()
         thread.join(timeout=10)
-        with contextlib.suppress(Exception):      # one last scrape: the state the block left behind
-            m = server.metrics()
-            rows.append({"t": time.perf_counter() - t0, **{k: m.get(v, 0.0) for k, v in names.items()}})
+        with contextlib.suppress(Exception):      # one last row: the state the block left behind
+            rows.append({"t": time.perf_counter() - t0, **read()})
+
+
+@contextlib.contextmanager
+def watch(server: Server, interval: float = 0.5, names: dict | None = None):
+    """Scrape /metrics every ``interval`` seconds in a background thread while the block runs.
+
+    Yields a list that fills with rows {"t": seconds since the block started, "running": ...,
+    "waiting": ..., "kv_usage": ..., "preemptions": ...} (or the short names you pass).
+    """
+    names = names or WATCHED
+
+    def scrape():
+        m = server.metrics()
+        return {k: m.get(v, 0.0) for k, v in names.items()}
+
+    with sample(scrape, interval, "inferlab-metrics") as rows:
+        yield rows

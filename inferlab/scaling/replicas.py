@@ -11,12 +11,12 @@ import contextlib
 import os
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from inferlab.engines.endpoints import HOST, free_port
+from inferlab.engines.watching import sample
 
 APP = "llm"
 DEPLOYMENT = "Replica"
@@ -133,27 +133,15 @@ def replica_states() -> dict[str, int]:
     return {str(getattr(state, "value", state)): n for state, n in app.deployments[DEPLOYMENT].replica_states.items()}
 
 
-@contextlib.contextmanager
 def sample_replicas(interval: float = 0.5):
-    """Sample replica_states() every ``interval`` s while the block runs; yields the list of rows
+    """Sample replica_states() every ``interval`` s while a ``with`` block runs; yields the list of rows
     {"t": s since the block started, "RUNNING": n, "STARTING": n, ...}."""
-    rows: list[dict] = []
-    done = threading.Event()
-    t0 = time.perf_counter()
 
-    def loop():
-        while not done.is_set():
-            with contextlib.suppress(Exception):
-                rows.append({"t": time.perf_counter() - t0, **replica_states()})
-            done.wait(interval)
-
-    thread = threading.Thread(target=loop, daemon=True, name="inferlab-replicas")
-    thread.start()
-    try:
-        yield rows
-    finally:
-        done.set()
-        thread.join(timeout=10)
+    def states():
+        with contextlib.suppress(Exception):     # the controller busy for a moment: an empty row, not an end
+            return replica_states()
+        return {}
+    return sample(states, interval, "inferlab-replicas")
 
 
 def _keep_replica_grpc_on_loopback() -> None:

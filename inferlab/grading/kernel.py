@@ -1,8 +1,9 @@
 """The grader's guard, inside the kernel that runs a submission.
 
 The grader puts one cell before everything else: ``import inferlab.grading.kernel as g; g.install()``.
-``install`` reads the run's secret key from a file the grader wrote and deletes that file, opens
-the verdict file, and from then on every check's verdict goes there as a JSON line signed with the
+``install`` reads the run's secret key, the lab's check modules and the notebook names of each
+check's answers from a file the grader wrote, deletes that file, imports those modules (so that what
+they define is recorded before any learner code runs), opens the verdict file, and from then on every check's verdict goes there as a JSON line signed with the
 key, with:
 
 - ``cell``: a digest of the cell that was running, so the grader counts only the verdicts its own
@@ -51,21 +52,6 @@ def _inferlab_modules() -> dict[str, types.ModuleType]:
             if (name == "inferlab" or name.startswith("inferlab.")) and mod is not None}
 
 
-def _answer_names() -> dict[str, tuple[str, ...]]:
-    """check name -> the notebook names of its answers, from every lab's EXERCISES."""
-    import importlib
-    import pkgutil
-
-    import inferlab.checks as checks
-    names = {}
-    for info in pkgutil.iter_modules(checks.__path__):
-        if info.ispkg:
-            module = importlib.import_module(f"inferlab.checks.{info.name}")
-            for exercise in getattr(module, "EXERCISES", []):
-                names[exercise.name] = exercise.answers
-    return names
-
-
 class Guard:
     def __init__(self, key: bytes, out, answers: dict[str, tuple[str, ...]]):
         self.key, self.out, self.answers = key, out, answers
@@ -108,13 +94,18 @@ def install() -> None:
     key_file, verdicts = os.environ.pop(KEY_FILE_ENV, None), os.environ.pop(VERDICTS_ENV, None)
     if not key_file or not verdicts:
         return
-    with open(key_file, "rb") as fh:
-        key = fh.read()
+    with open(key_file, encoding="utf-8") as fh:
+        config = json.load(fh)
     os.unlink(key_file)
+    import importlib
+
     from IPython import get_ipython
 
     import inferlab.checks as checks
-    guard = Guard(key, open(verdicts, "a", encoding="utf-8"), _answer_names())
+    for module in config["modules"]:
+        importlib.import_module(module)
+    answers = {check: tuple(names) for check, names in config["answers"].items()}
+    guard = Guard(bytes.fromhex(config["key"]), open(verdicts, "a", encoding="utf-8"), answers)
     checks.add_sink(guard)
     global _guard
     _guard = guard

@@ -8,9 +8,12 @@ tampered with; anything else is flagged and earns nothing.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import importlib
 import json
+import pkgutil
 import re
 import secrets
 import tempfile
@@ -90,7 +93,7 @@ def grade(notebook: Path, *, timeout: float = 1800, cell_timeout: float = 900, l
         import nbformat
         nbformat.write(plan.notebook, run_path)
         key_file, verdict_file = work / "key", work / "verdicts.jsonl"
-        key_file.write_bytes(key)
+        key_file.write_text(json.dumps({"key": key.hex(), **guard_config(expected)}), encoding="utf-8")
         verdict_file.touch()
         run = execute(run_path, work / f"executed-{source_path.name}", cwd=work, parameters=parameters,
                       timeout=timeout, cell_timeout=cell_timeout, allow_errors=True,
@@ -111,6 +114,29 @@ def grade(notebook: Path, *, timeout: float = 1800, cell_timeout: float = 900, l
     return GradeReport(str(notebook), source_path.stem, status, run.message, round(run.seconds, 1), checks,
                        sum(c["passed"] for c in checks), len(checks), flags=flags, restored=plan.restored,
                        missing=plan.missing, added_cells=plan.added, sha256=sha, source_sha256=_digest(source_path))
+
+
+@functools.cache
+def _exercises() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """check name -> (the checks module that defines it, the notebook names of its answers)."""
+    import inferlab.checks as checks
+    found = {}
+    for info in pkgutil.iter_modules(checks.__path__):
+        if info.ispkg:
+            module = f"inferlab.checks.{info.name}"
+            for exercise in getattr(importlib.import_module(module), "EXERCISES", []):
+                found[exercise.name] = (module, tuple(exercise.answers))
+    return found
+
+
+def guard_config(checks: list[str]) -> dict:
+    """What the kernel's guard needs besides the key: the modules of the lab's checks, to import before
+    the learner's code runs, and each check's answer names. Worked out here, once per grader, so that
+    a graded kernel does not import every lab's checks."""
+    known = _exercises()
+    mine = {name: known[name] for name in checks if name in known}
+    return {"modules": sorted({module for module, _ in mine.values()}),
+            "answers": {name: list(answers) for name, (_, answers) in mine.items()}}
 
 
 def _guarded_verdicts(lines: list[str], key: bytes, check_cells: set[str]) -> tuple[dict, list[str]]:

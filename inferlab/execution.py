@@ -31,6 +31,49 @@ class Execution:
     status: str            # "ok", "error" (a cell raised), "timeout", "crash" (kernel or papermill died)
     seconds: float
     message: str = ""      # one line: the error, or why it stopped
+    peak_memory_bytes: int = 0   # the most memory the run's processes held at once (PSS, sampled every second)
+
+
+class TreeMemory:
+    """The peak memory of a process and all its descendants (the kernel, engines, Ray), sampled in a thread.
+
+    Each sample sums the processes' proportional set size (PSS: a page shared by n processes counts
+    1/n in each), so libraries mapped by many processes are not counted many times over, as RSS would."""
+
+    def __init__(self, pid: int, interval: float = 1.0):
+        import threading
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def sample(self) -> int:
+        import psutil
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in procs:
+            try:
+                info = proc.memory_full_info()
+                total += getattr(info, "pss", info.rss)
+            except psutil.Error:        # gone between the listing and the read, or not ours to read
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.sample())
+            self._stop.wait(self.interval)
 
 
 def execute(src: Path, dest: Path, *, cwd: Path, parameters: dict | None = None, timeout: float = 3600,
@@ -43,22 +86,24 @@ def execute(src: Path, dest: Path, *, cwd: Path, parameters: dict | None = None,
     proc = subprocess.Popen([sys.executable, "-m", "inferlab.execution", json.dumps(job)],
                             env={**os.environ, **(env or {}), RUN_MARK: mark}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        proc.communicate()
-        _kill_marked(mark)
-        return Execution("timeout", time.perf_counter() - start, f"stopped after the {timeout:.0f} s time limit")
+    with TreeMemory(proc.pid) as memory:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_tree(proc.pid)
+            proc.communicate()
+            _kill_marked(mark)
+            return Execution("timeout", time.perf_counter() - start, f"stopped after the {timeout:.0f} s time limit",
+                             memory.peak)
     _kill_marked(mark)
     seconds = time.perf_counter() - start
     lines = [line for line in out.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
     if proc.returncode == 0:
-        return Execution("ok", seconds)
+        return Execution("ok", seconds, peak_memory_bytes=memory.peak)
     if proc.returncode == 3:
-        return Execution("error", seconds, last.removeprefix("ERROR: "))
-    return Execution("crash", seconds, last or f"papermill exited with code {proc.returncode}")
+        return Execution("error", seconds, last.removeprefix("ERROR: "), memory.peak)
+    return Execution("crash", seconds, last or f"papermill exited with code {proc.returncode}", memory.peak)
 
 
 def _kill_tree(pid: int) -> None:
@@ -157,14 +202,16 @@ def run_solutions(solutions: Path, out_dir: Path | None, parameters: dict | None
             dest.replace(src)
         elif out_dir is None:
             dest.unlink(missing_ok=True)
-        rows.append({"lab": src.stem, "status": run.status, "seconds": round(run.seconds, 1), "message": run.message})
+        rows.append({"lab": src.stem, "status": run.status, "seconds": round(run.seconds, 1), "message": run.message,
+                     "peak_gib": round(run.peak_memory_bytes / 2**30, 2)})
     return rows
 
 
 def format_rows(rows: list[dict], host_line: str = "") -> str:
-    out = ([f"on {host_line}"] if host_line else []) + [f"{'lab':<22} {'status':<8} {'wall time':>10}"]
+    out = ([f"on {host_line}"] if host_line else []) + [f"{'lab':<22} {'status':<8} {'wall time':>10} {'peak memory':>12}"]
     for r in rows:
-        out.append(f"{r['lab']:<22} {r['status']:<8} {r['seconds']:>8.1f} s" + (f"  {r['message']}" if r["message"] else ""))
+        peak = f"{r['peak_gib']:>8.2f} GiB" if r.get("peak_gib") else f"{'-':>12}"
+        out.append(f"{r['lab']:<22} {r['status']:<8} {r['seconds']:>8.1f} s {peak}" + (f"  {r['message']}" if r["message"] else ""))
     return "\n".join(out)
 
 

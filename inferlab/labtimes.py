@@ -45,7 +45,8 @@ def record(rows: list[dict], path: Path, host, probe_seconds: float) -> None:
             continue
         entry = log.setdefault(r["lab"], {})
         entry.setdefault("runs", {})[host.isa] = {"seconds": r["seconds"], "host": host.describe(),
-                                                  "probe": round(probe_seconds, 3)}
+                                                  "probe": round(probe_seconds, 3),
+                                                  **({"peak_gib": r["peak_gib"]} if r.get("peak_gib") else {})}
         ref = reference(entry)
         ref_isa = next(isa for isa, run in entry["runs"].items() if run is ref)
         entry.update(seconds=ref["seconds"], host=ref["host"], isa=ref_isa)
@@ -104,13 +105,15 @@ def lab_table(labs: list[tuple], log: dict) -> str:
     measured = {isa for entry in log.values() for isa in entry.get("runs", {})}
     columns = [isa for isa in ISA_CLASSES if isa in measured]
     gpu = any(len(lab) > 2 for lab in labs)
+    memory = any("peak_gib" in run for entry in log.values() for run in entry.get("runs", {}).values())
     head = ("| Lab | Topic | Chapter | " + " | ".join(f"CPU time, {ISA_NAMES[isa]}" for isa in columns) + " |"
-            + (" GPU tier |" if gpu else ""))
-    rows = [head, "|---|---|---|" + "---|" * (len(columns) + gpu)]
+            + (" Peak memory |" if memory else "") + (" GPU tier |" if gpu else ""))
+    rows = [head, "|---|---|---|" + "---|" * (len(columns) + memory + gpu)]
     for stem, title, *tier in labs:
         runs = log.get(stem, {}).get("runs", {})
         times = " | ".join(_figure(runs[isa]) if isa in runs else "not measured" for isa in columns)
         rows.append(f"| [{stem}](labs/{stem}.ipynb) | {title} | [{stem}.md](content/{stem}.md) | {times} |"
+                    + (f" {_peak(runs)} |" if memory else "")
                     + (f" {tier[0] if tier else 'not stated'} |" if gpu else ""))
     hosts = sorted({run["host"] for entry in log.values() for run in entry.get("runs", {}).values()})
     if hosts:
@@ -123,6 +126,12 @@ def lab_table(labs: list[tuple], log: dict) -> str:
 
 EMULATED = "(emulated)"
 EMULATED_MARK = "†"
+
+
+def _peak(runs: dict) -> str:
+    """The largest peak memory any run of the lab measured (every process of the run, PSS)."""
+    peaks = [run["peak_gib"] for run in runs.values() if "peak_gib" in run]
+    return f"{max(peaks):.1f} GiB" if peaks else "not measured"
 
 
 def _figure(run: dict) -> str:

@@ -105,3 +105,21 @@ def test_every_lab_declares_what_its_cpu_path_needs():
     needs = doctor.lab_needs()
     assert needs and all(needs.values())
     assert all(set(n) <= set(host.COMPONENTS) for n in needs.values())
+
+
+def test_the_peak_memory_column_shows_the_largest_peak_of_a_lab_once_any_run_has_one():
+    log = {"01-a": {"runs": {"avx2": {"seconds": 30.0, "host": "H2", "probe": 1, "peak_gib": 2.25},
+                             "avx512": {"seconds": 20.0, "host": "H5", "probe": 1, "peak_gib": 3.5}}},
+           "02-b": {"runs": {"avx512": {"seconds": 10.0, "host": "H5", "probe": 1}}}}
+    lines = labtimes.lab_table([("01-a", "A"), ("02-b", "B")], log).splitlines()
+    assert lines[0] == "| Lab | Topic | Chapter | CPU time, AVX2 | CPU time, AVX-512 (no BF16) | Peak memory |"
+    assert lines[1].count("---") == 6
+    assert lines[2].endswith("| 30 s | 20 s | 3.5 GiB |") and lines[3].endswith("| not measured | 10 s | not measured |")
+
+
+def test_record_keeps_the_peak_memory_of_a_run(tmp_path):
+    from types import SimpleNamespace
+    host = SimpleNamespace(isa="avx2", describe=lambda: "H, AVX2, 2 cores")
+    path = tmp_path / "t.json"
+    labtimes.record([{"lab": "01-a", "status": "ok", "seconds": 12.0, "peak_gib": 1.75}], path, host, 1.0)
+    assert labtimes.load(path)["01-a"]["runs"]["avx2"]["peak_gib"] == 1.75

@@ -477,3 +477,29 @@ def test_start_all_runs_ready_made_commands_too(fake_sglang, tmp_path):
         for server in servers.values():
             server.stop()
     assert not servers["boxed"].alive()
+
+
+def test_start_all_keep_going_returns_the_failure_in_place_and_keeps_the_rest(fake_sglang):
+    servers = engines.start_all({"good": {"engine": "sglang", "timeout": 60, "env": fake_sglang},
+                                 "bad": {"engine": "sglang", "timeout": 60, "env": fake_sglang, "extra_args": ["--fail"]}},
+                                profile=GPU, keep_going=True)
+    try:
+        assert isinstance(servers["bad"], engines.EngineStartError) and "exited with code 1" in servers["bad"].reason
+        assert servers["good"].alive() and servers["good"].healthy()
+    finally:
+        servers["good"].stop()
+
+
+def test_a_ready_made_command_is_healthy_where_it_says(fake_sglang, tmp_path):
+    """A server whose health route is not vLLM's (KServe's /v2/health/ready) is waited for on its own route."""
+    fake = tmp_path / "sglang" / "launch_server.py"
+    port = engines.free_port()
+    command = [sys.executable, str(fake), "--served-model-name", "boxed", "--host", engines.HOST, "--port", str(port)]
+    with pytest.raises(engines.EngineStartError, match="not healthy after"):
+        engines.start_command(command, port, "boxed", profile=GPU, env={"FAKE_LOAD_SECONDS": "0"}, timeout=4,
+                              engine="kserve", health_path="/v2/health/ready")
+    port = engines.free_port()
+    command[-1] = str(port)
+    with engines.start_command(command, port, "boxed", profile=GPU, env={"FAKE_LOAD_SECONDS": "0"}, timeout=30,
+                               engine="kserve", health_path="/health") as server:
+        assert server.healthy() and server.engine == "kserve"

@@ -240,18 +240,24 @@ def _launch(engine, model, name, port, command, on_cpu, kv_cache_gib, env, timeo
 
 
 def start_command(command: list[str], port: int, model_name: str, profile=None, env: dict | None = None,
-                  timeout: float | None = None) -> Server:
+                  timeout: float | None = None, engine: str = "vllm", health_path: str = "/health") -> Server:
     """Run a ready-made server command (a container's entry point, say) as an engine: its own process
     group and TMPDIR, the profile's environment plus ``env``, and wait until it answers on ``port``.
-    The command must serve vLLM's routes on 127.0.0.1:port; the caller must stop() the Server."""
-    return _healthy(*_spawn_command(command, port, model_name, profile, env, timeout))
+    The command must serve 127.0.0.1:port with ``GET health_path`` and ``GET /v1/models`` (vLLM's
+    routes by default; KServe's model server answers health at /v2/health/ready); the caller must
+    stop() the Server. ``engine`` names it in messages."""
+    return _healthy(*_spawn_command(command, port, model_name, profile, env, timeout, engine, health_path))
 
 
-def _spawn_command(command, port, model_name, profile, env, timeout) -> tuple[Server, float, float]:
+def _spawn_command(command, port, model_name, profile, env, timeout, engine="vllm",
+                   health_path="/health") -> tuple[Server, float, float]:
     if not port_is_free(port):
         raise PortInUseError(f"port {port} on {HOST} is already in use; choose another")
     on_cpu = not _profile(profile).is_gpu
-    return _launch("vllm", model_name, model_name, port, [str(c) for c in command], on_cpu, None, env, timeout)
+    server, limit, since = _launch(engine, model_name, model_name, port, [str(c) for c in command], on_cpu, None,
+                                   env, timeout)
+    server.health_path = health_path
+    return server, limit, since
 
 
 def _healthy(server: Server, limit: float, since: float) -> Server:
@@ -263,23 +269,27 @@ def _healthy(server: Server, limit: float, since: float) -> Server:
     return server
 
 
-def start_all(configs: dict[str, dict], profile=None) -> dict[str, Server]:
+def start_all(configs: dict[str, dict], profile=None, keep_going: bool = False) -> dict[str, Server]:
     """Start several engines at once and return them by name when all are healthy.
 
     configs: name -> start()'s keywords (``{"plain": {}, "ngram": {"speculative_config": {...}}}``), or
-    a ready-made command as start_command() takes it (``{"command": [...], "port": p, "served_model_name": n}``).
+    a ready-made command as start_command() takes it (``{"command": [...], "port": p, "served_model_name": n}``,
+    optionally ``engine`` and ``health_path``).
     All processes are launched first, then awaited, so their start-ups overlap (much of a start is
     loading and waiting, not computing) and N engines take less than N starts. If one fails, every
-    other one is stopped too and its error is raised.
+    other one is stopped too and its error is raised; with ``keep_going=True`` the others go on and
+    the failed one's EngineStartError takes its place in the result.
     """
     keys = ("model", "port", "timeout", "kv_cache_gib", "env", "served_model_name", "extra_args")
     launched: dict[str, tuple] = {}
+    failed: dict[str, EngineStartError] = {}
     try:
         for name, config in configs.items():
             config = dict(config)
             if "command" in config:
                 launched[name] = _spawn_command(config["command"], config["port"], config["served_model_name"],
-                                                profile, config.get("env"), config.get("timeout"))
+                                                profile, config.get("env"), config.get("timeout"),
+                                                config.get("engine", "vllm"), config.get("health_path", "/health"))
                 continue
             engine = config.pop("engine", "vllm")
             own = {key: config.pop(key, None) for key in keys}
@@ -290,11 +300,19 @@ def start_all(configs: dict[str, dict], profile=None) -> dict[str, Server]:
         pending = dict(launched)
         while pending:                    # look at each in turn, so each start is timed when it ends
             for name, (server, limit, since) in list(pending.items()):
-                if (seconds := server.poll_healthy(limit, since)) is not None:
+                try:
+                    seconds = server.poll_healthy(limit, since)
+                except EngineStartError as exc:
+                    if not keep_going:
+                        raise
+                    failed[name] = exc
+                    del pending[name]
+                    continue
+                if seconds is not None:
                     server.startup_seconds = seconds
                     del pending[name]
             time.sleep(0.5 if pending else 0)
-        return {name: server for name, (server, _, _) in launched.items()}
+        return {name: failed.get(name, server) for name, (server, _, _) in launched.items()}
     except BaseException:
         for server, _, _ in launched.values():
             server.stop()

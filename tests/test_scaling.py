@@ -236,3 +236,21 @@ def test_startup_phases_add_up_to_the_measured_start():
     assert "torch.compile" not in scaling.startup_phases(eager, 50.0)
     with pytest.raises(ValueError, match="init engine"):
         scaling.startup_phases("Loading weights took 1.0 seconds", 10.0)
+
+
+def test_without_kserves_environment_the_start_is_one_line_that_says_what_to_run(monkeypatch, tmp_path):
+    from inferlab import engines
+    from inferlab.scaling import modelserver
+    monkeypatch.setenv("INFERLAB_KSERVE_PYTHON", str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(engines.EngineStartError) as info:
+        modelserver.start(tmp_path, "m", profile="cpu")
+    assert "make setup-kserve" in info.value.reason and "\n" not in info.value.reason
+
+
+def test_the_v2_body_is_a_bytes_tensor_and_an_int32_one():
+    from inferlab.scaling import modelserver
+    body = modelserver.v2_body(["a", "b"], 5, "r")
+    assert body["id"] == "r"
+    assert body["inputs"] == [{"name": "text_input", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]},
+                              {"name": "max_tokens", "shape": [1], "datatype": "INT32", "data": [5]}]
+    assert modelserver.v1_body(["a"], 3) == {"instances": [{"prompt": "a", "max_tokens": 3}]}

@@ -35,38 +35,43 @@ def container(port: int, **options):
     return sagemaker.container_command(["serve"], env), env
 
 
-def test_the_container_answers_ping_and_invocations_and_drains_on_sigterm(cpu):
+@pytest.fixture(scope="module")
+def containers(cpu):
+    """Two containers started together (their start-ups overlap): the default drain, and none."""
     before = engine_count()
-    port = engines.free_port()
-    command, env = container(port)
-    server = sagemaker.run_local(command, env, profile=cpu)
+    configs = {}
+    for name, options in (("drain", {}), ("no drain", {"shutdown_timeout": 0})):
+        port = next(p for p in iter(engines.free_port, None) if p not in {c["port"] for c in configs.values()})
+        configs[name] = sagemaker.local_config(*container(port, **options))
+    servers = engines.start_all(configs, profile=cpu)
     try:
-        status, seconds = sagemaker.ping(server.url)
-        assert status == 200 and seconds < 2
-        status, reply = sagemaker.invoke(server.url, {"prompt": "The capital of France is", "max_tokens": 4})
-        assert status == 200 and reply["usage"]["completion_tokens"] == 4 and reply["choices"][0]["text"]
-        status, reply = sagemaker.invoke(server.url, {"messages": [{"role": "user", "content": "Hi"}],
-                                                      "max_tokens": 3})
-        assert status == 200 and reply["choices"][0]["message"]["content"] is not None
-        # a long request in flight when SIGTERM comes: it finishes, then the server exits before SIGKILL
-        drained = sagemaker.stop_like_sagemaker(server, {"prompt": "Count: 1, 2, 3,", "max_tokens": 120,
-                                                         "ignore_eos": True}, after_s=1.0)
+        yield servers
     finally:
-        server.stop()
-    assert drained["status"] == 200 and drained["completion_tokens"] == 120, drained
-    assert not drained["sigkill"] and drained["exit_seconds"] < sagemaker.SIGKILL_AFTER_S
+        for server in servers.values():
+            server.stop()
     assert engine_count() <= before
 
 
-def test_without_a_drain_the_request_in_flight_is_cut_off(cpu):
-    port = engines.free_port()
-    command, env = container(port, shutdown_timeout=0)
-    server = sagemaker.run_local(command, env, profile=cpu)
-    try:
-        cut = sagemaker.stop_like_sagemaker(server, {"prompt": "Count: 1, 2, 3,", "max_tokens": 400,
+def test_the_container_answers_ping_and_invocations_and_drains_on_sigterm(containers):
+    server = containers["drain"]
+    status, seconds = sagemaker.ping(server.url)
+    assert status == 200 and seconds < 2
+    status, reply = sagemaker.invoke(server.url, {"prompt": "The capital of France is", "max_tokens": 4})
+    assert status == 200 and reply["usage"]["completion_tokens"] == 4 and reply["choices"][0]["text"]
+    status, reply = sagemaker.invoke(server.url, {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3})
+    assert status == 200 and reply["choices"][0]["message"]["content"] is not None
+    # a long request in flight when SIGTERM comes: it finishes, then the server exits before SIGKILL
+    drained = sagemaker.stop_like_sagemaker(server, {"prompt": "Count: 1, 2, 3,", "max_tokens": 120,
                                                      "ignore_eos": True}, after_s=1.0)
-    finally:
-        server.stop()
+    assert drained["status"] == 200 and drained["completion_tokens"] == 120, drained
+    assert not drained["sigkill"] and drained["exit_seconds"] < sagemaker.SIGKILL_AFTER_S
+    assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_without_a_drain_the_request_in_flight_is_cut_off(containers):
+    server = containers["no drain"]
+    cut = sagemaker.stop_like_sagemaker(server, {"prompt": "Count: 1, 2, 3,", "max_tokens": 400,
+                                                 "ignore_eos": True}, after_s=1.0)
     assert cut["status"] != 200 or cut["completion_tokens"] != 400, cut     # aborted, not finished
     assert cut["sigkill"] or cut["exit_seconds"] < sagemaker.SIGKILL_AFTER_S   # and the process is gone either way
     assert not psutil.pid_exists(server.pid) or psutil.Process(server.pid).status() == psutil.STATUS_ZOMBIE
@@ -130,3 +135,34 @@ def test_a_killed_replica_is_replaced_and_every_request_is_accounted_for(tokeniz
         retried = bench.run(cluster.url, "m", again, max_concurrency=4, progress=False, cpus=None, timeout=120)
         assert retried["completed"] == len(again)
     assert not cluster.workdir.exists()
+
+
+# -- KServe's model server ----------------------------------------------------------------------------
+
+def test_kserve_answers_v1_and_v2_with_the_models_greedy_text_on_loopback_and_stops_completely(cpu):
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from inferlab.scaling import modelserver
+    model_dir = models.prepare_embedded(verbose=False)
+    prompts = ["The capital of France is", "Water boils at"]
+    with modelserver.start(model_dir, "smol", profile=cpu) as server:
+        pid = server.pid
+        assert modelserver.listening_addresses(server) == {"127.0.0.1"}
+        s1, a1, _ = modelserver.predict_v1(server, prompts, max_tokens=6)
+        s2, a2, _ = modelserver.infer_v2(server, prompts, max_tokens=6, request_id="t1")
+        bad = modelserver.post(f"{server.url}/v2/models/smol/infer",
+                               {"inputs": [{"name": "x", "shape": [1], "datatype": "INT32", "data": [1]}]})
+    assert s1 == s2 == 200 and a2["id"] == "t1"
+    assert modelserver.v1_texts(a1) == modelserver.v2_texts(a2)
+    assert bad[0] == 400 and "text_input" in json.dumps(bad[1])
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    for prompt, text in zip(prompts, modelserver.v1_texts(a1)):
+        ids = tok(prompt, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.eos_token_id)
+        assert text == tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE

@@ -10,13 +10,15 @@ a platform team asks for -- KServe manifests checked against KServe's schema, Sa
 
 One module per idea: ``coldstart``, ``fleet`` (routing real servers, what was in flight), ``replicas``
 (Ray Serve on this machine; ``streaming`` is what each replica serves), ``autoscale``, ``routing``,
-``kserve``, ``sagemaker`` (and ``entrypoint``, the container's entry point).
+``kserve`` (manifests), ``modelserver`` (KServe's Python model server, run from its own environment by
+``kserve_model.py``), ``sagemaker`` (and ``entrypoint``, the container's entry point).
 """
 from inferlab.scaling.autoscale import backlog_during_scale_up, desired_replicas, scale_up_seconds
 from inferlab.scaling.coldstart import logged_phases, startup_phases
 from inferlab.scaling.fleet import cache_counters, in_flight, send_routed
 from inferlab.scaling.replicas import (LocalCluster, deploy, listening_addresses, local_cluster, ray_processes,
                                        replica_states, sample_replicas)
+from inferlab.scaling import modelserver
 from inferlab.scaling.kserve import (ManifestError, crd_schema, inference_service, manifest_errors, schema_source,
                                      validate_manifest)
 from inferlab.scaling.routing import (ReplicaView, RoundRobin, Router, cached_prefix_blocks, hit_rate, least_loaded,
@@ -29,6 +31,6 @@ __all__ = ["DOCKERFILE", "LocalCluster", "ManifestError", "ReplicaView", "RoundR
            "backlog_during_scale_up", "cache_counters", "cached_prefix_blocks", "container_command", "crd_schema",
            "deploy", "desired_replicas", "engine_options", "hadolint", "hit_rate", "in_flight", "inference_service",
            "invoke", "least_loaded", "listening_addresses", "local_cluster", "local_config", "local_env",
-           "logged_phases", "manifest_errors", "ping", "predicted_hits", "prefix_aware", "ray_processes",
+           "logged_phases", "manifest_errors", "modelserver", "ping", "predicted_hits", "prefix_aware", "ray_processes",
            "replica_states", "run_local", "sample_replicas", "scale_up_seconds", "schema_source", "send_routed",
            "startup_phases", "stop_like_sagemaker", "validate_manifest"]

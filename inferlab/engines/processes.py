@@ -140,3 +140,13 @@ def client_cpus() -> set[int] | None:
                 pinned |= cpus
     free = allowed - pinned
     return free if pinned and free else None
+
+
+def listening_addresses(procs) -> set[str]:
+    """The addresses (IPs) on which any of these psutil processes listens for TCP connections."""
+    import psutil
+    found = set()
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            found |= {c.laddr.ip for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
+    return found

@@ -97,14 +97,10 @@ def v2_texts(answer: dict) -> list[str]:
 def listening_addresses(server) -> set[str]:
     """The addresses (IPs) the server's processes listen on for TCP connections."""
     import psutil
-    found = set()
+
+    from inferlab.engines.processes import listening_addresses as listening
     try:
-        procs = [psutil.Process(server.pid), *psutil.Process(server.pid).children(recursive=True)]
+        root = psutil.Process(server.pid)
+        return listening([root, *root.children(recursive=True)])
     except psutil.Error:
-        return found
-    for proc in procs:
-        try:
-            found |= {c.laddr.ip for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-        except psutil.Error:
-            continue
-    return found
+        return set()

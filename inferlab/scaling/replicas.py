@@ -49,12 +49,8 @@ def _leftovers(marker: str) -> list:
 
 def listening_addresses(cluster: LocalCluster) -> set[str]:
     """The addresses (IPs) that the cluster's processes listen on for TCP connections."""
-    import psutil
-    found = set()
-    for proc in _leftovers(str(cluster.workdir)):
-        with contextlib.suppress(psutil.Error):
-            found |= {c.laddr.ip for c in proc.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-    return found
+    from inferlab.engines.processes import listening_addresses as listening
+    return listening(_leftovers(str(cluster.workdir)))
 
 
 def ray_processes() -> list:

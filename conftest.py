@@ -9,9 +9,14 @@ too: they match by command line whoever their parent is now.
 """
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
+
+# Kernels that nbval starts inherit this: a notebook cell that would show interactive controls shows
+# the static table instead, since no one can move them (inferlab.capacity.explore).
+os.environ.setdefault("INFERLAB_HEADLESS", "1")
 
 SETTLE_SECONDS = 15   # engines being stopped may need a moment to exit
 

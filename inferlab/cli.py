@@ -166,6 +166,17 @@ def _bench(args) -> int:
     return 0
 
 
+def _plan(args) -> int:
+    from inferlab import capacity
+    plan = capacity.make_plan(capacity.load(args.spec))
+    print(capacity.report(plan))
+    if args.json:
+        from inferlab.bench.records import write_atomically
+        write_atomically(Path(args.json), json.dumps(plan, indent=2) + "\n")
+        print(f"plan written to {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPUs for the load generator: auto (those no local engine is pinned to), none, or e.g. 1,3")
     p.add_argument("--json", help="write the result (vLLM's keys, plus per-request records) to this file")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("plan", help="capacity plan: a YAML/JSON spec (model, workload, SLO, GPUs, prices) in, "
+                                    "the fleet and its cost out, every assumption printed",
+                       description="Size a fleet for a workload within an SLO on each GPU and weight format of the "
+                                   "spec, ranked by the cost of a million output tokens. SPEC is a .yaml/.json "
+                                   "file or a shipped name (chat-8b); see inferlab/data/plans/chat-8b.yaml.")
+    p.add_argument("spec", help="the plan spec: a .yaml or .json file, or a shipped name")
+    p.add_argument("--json", help="also write the whole plan (every option, every assumption) to this file")
+    p.set_defaults(func=_plan)
     return parser
 
 

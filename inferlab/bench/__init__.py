@@ -18,14 +18,14 @@ from inferlab.bench import compare
 from inferlab.bench.arrivals import arrival_times, ramp
 from inferlab.bench.loadgen import ENDPOINTS, openai_base_url, resolve_cpus, run, sweep
 from inferlab.bench.records import BenchRequest, RequestRecord, record_from_chunks, records_of
-from inferlab.bench.results import failed_errors, goodput_knee, pooled, report_table, summarize, write_json
+from inferlab.bench.results import failed_errors, goodput_knee, mean_latency_limit, pooled, report_table, summarize, write_json
 from inferlab.bench.vllm_bench import run_vllm_bench, vllm_bench_command
 from inferlab.bench.workloads import (build_workload, conversation_requests, describe, load_tokenizer,
                                       multi_turn_requests, random_requests, shared_prefix_requests, word_tokens,
                                       write_jsonl)
 
 __all__ = ["BenchRequest", "ENDPOINTS", "RequestRecord", "arrival_times", "build_workload", "compare", "conversation_requests",
-           "describe", "failed_errors", "goodput_knee", "load_tokenizer", "multi_turn_requests", "openai_base_url", "pooled",
+           "describe", "failed_errors", "goodput_knee", "load_tokenizer", "mean_latency_limit", "multi_turn_requests", "openai_base_url", "pooled",
            "ramp", "random_requests", "record_from_chunks", "resolve_cpus", "records_of", "report_table", "run",
            "run_vllm_bench",
            "shared_prefix_requests", "summarize", "sweep", "vllm_bench_command", "word_tokens", "write_json",

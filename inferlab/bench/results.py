@@ -70,6 +70,28 @@ def goodput_knee(results: list[dict], slo: dict, attainment: float = 0.9) -> dic
     return best
 
 
+def mean_latency_limit(results: list[dict], slo: dict) -> dict | None:
+    """The highest offered load at which the runs' MEAN latencies (``mean_<name>_ms``) are within slo (ms).
+
+    Between the last run within the objectives and the first one past them the rate is interpolated
+    linearly on the worst ratio of mean to limit. Returns {"rate", "bracketed"}: bracketed is False when
+    no run missed (the rate is then a lower bound, the highest tried); None when the lightest run misses.
+    """
+    runs = sorted(results, key=_offered_load)
+
+    def excess(result):
+        return max(result[f"mean_{name}_ms"] / limit for name, limit in slo.items())
+    previous = None
+    for result in runs:
+        if excess(result) > 1:
+            if previous is None:
+                return None
+            r0, e0, r1, e1 = _offered_load(previous), excess(previous), _offered_load(result), excess(result)
+            return {"rate": r0 + (1 - e0) / (e1 - e0) * (r1 - r0), "bracketed": True}
+        previous = result
+    return {"rate": _offered_load(previous), "bracketed": False} if previous else None
+
+
 def _offered_load(result: dict) -> float:
     rate = result.get("request_rate", math.inf)
     return rate if not math.isinf(rate) else float(result.get("max_concurrency") or math.inf)

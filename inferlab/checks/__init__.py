@@ -106,6 +106,16 @@ def summary() -> str:
 
 
 # Helpers shared by the per-lab check modules.
+def call_case(fn: Callable, args: tuple, where: str):
+    """The learner's answer for one case; a crash fails the check naming the case it crashed on."""
+    try:
+        return fn(*args)
+    except (NotImplementedError, CheckFailed):
+        raise
+    except Exception as exc:
+        raise CheckFailed(f"{where}: your code raised {type(exc).__name__}: {exc}") from None
+
+
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise CheckFailed(message)

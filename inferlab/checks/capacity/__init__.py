@@ -12,19 +12,10 @@ import numpy as np
 
 from inferlab.capacity.fleet import fleet as reference_fleet
 from inferlab.capacity import sizing, trace
-from inferlab.checks import CheckFailed, Exercise, expect, graded, is_close
+from inferlab.checks import Exercise, call_case, expect, graded, is_close
 
 LAB = "11-capacity"
 GiB = 2**30
-
-
-def _call(fn, args: tuple, where: str):
-    try:
-        return fn(*args)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except Exception as exc:
-        raise CheckFailed(f"{where}: your code raised {type(exc).__name__}: {exc}") from None
 
 
 def _show(value) -> str:
@@ -66,7 +57,7 @@ def check_workload_summary(summarise_workload) -> str:
     for what, frame, duration, window in _summary_cases():
         args = (frame["arrival_s"].to_numpy(), frame["input_tokens"].to_numpy(), frame["output_tokens"].to_numpy(),
                 frame["prefix_tokens"].to_numpy(), duration, window)
-        got = _call(summarise_workload, args, what)
+        got = call_case(summarise_workload, args, what)
         expect(isinstance(got, dict), f"return a dict with {', '.join(SUMMARY_KEYS)} (got {type(got).__name__})")
         missing = [k for k in SUMMARY_KEYS if k not in got]
         expect(not missing, f"the summary misses {', '.join(missing)}")
@@ -95,7 +86,7 @@ CONCURRENCY_CASES = [  # gpu bytes, tp, weights, overhead, kv/token, tokens/requ
              "(kv_bytes_per_token x tokens_per_request); whole requests only; 0 when nothing is left")
 def check_replica_concurrency(replica_concurrency) -> str:
     for mem, tp, weights, overhead, kv, tokens, usable, what in CONCURRENCY_CASES:
-        got = _call(replica_concurrency, (mem, tp, weights, overhead, kv, tokens, usable), what)
+        got = call_case(replica_concurrency, (mem, tp, weights, overhead, kv, tokens, usable), what)
         want = sizing.replica_concurrency(mem, tp, weights, overhead, kv, tokens, usable)
         expect(isinstance(got, (int, np.integer)) and not isinstance(got, bool),
                f"{what}: return a whole number of requests (int), got {got!r}")
@@ -119,7 +110,7 @@ FLEET_CASES = [  # peak, mean, replica rate, utilisation, gpus/replica, $/gpu-h,
 def check_fleet(fleet) -> str:
     keys = ("replicas", "gpus", "usd_per_hour", "usd_per_million_output_tokens", "usd_per_million_tokens")
     for peak, mean, rate, util, per, usd, out, inp, spare, what in FLEET_CASES:
-        got = _call(fleet, (peak, mean, rate, util, per, usd, out, inp, spare), what)
+        got = call_case(fleet, (peak, mean, rate, util, per, usd, out, inp, spare), what)
         expect(isinstance(got, dict) and all(k in got for k in keys),
                f"return a dict with {', '.join(keys)} (got {got!r})"[:300])
         want = reference_fleet(peak, mean, rate, util, per, usd, out, inp, spare)

@@ -7,20 +7,10 @@ schema) and the SageMaker entry point's command. Every case is one the notebook 
 from __future__ import annotations
 
 from inferlab.batching import block_keys
-from inferlab.checks import CheckFailed, Exercise, expect, graded
+from inferlab.checks import CheckFailed, Exercise, call_case, expect, graded
 from inferlab.scaling import autoscale, kserve, routing, sagemaker
 
 LAB = "10-scaling"
-
-
-def _call(fn, args: tuple, where: str):
-    """The learner's answer for one case; a crash names the case it crashed on."""
-    try:
-        return fn(*args)
-    except (NotImplementedError, CheckFailed):
-        raise
-    except Exception as exc:
-        raise CheckFailed(f"{where}: your code raised {type(exc).__name__}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------- autoscaling
@@ -46,7 +36,7 @@ AUTOSCALE_CASES = [  # ongoing, current, target, min, max, up, down, what the ca
              "anything waits; then clip to [min_replicas, max_replicas]")
 def check_autoscaling_decision(desired_replicas) -> str:
     for ongoing, current, target, lo, hi, up, down, rule in AUTOSCALE_CASES:
-        got = _call(desired_replicas, (ongoing, current, target, lo, hi, up, down),
+        got = call_case(desired_replicas, (ongoing, current, target, lo, hi, up, down),
                     f"ongoing={ongoing}, current={current}, target={target} -- {rule}")
         want = autoscale.desired_replicas(ongoing, current, target, lo, hi, up, down)
         if not isinstance(got, int) and not (isinstance(got, float) and got.is_integer()):
@@ -85,7 +75,7 @@ ROUTER_CASES = [  # prompt, replicas, slack, expected, what the case is about
 def check_router_policy(choose_replica) -> str:
     for prompt, specs, slack, want, rule in ROUTER_CASES:
         views, keys = _views(*specs), block_keys(prompt, 4)
-        got = _call(choose_replica, (keys, views, slack), rule)
+        got = call_case(choose_replica, (keys, views, slack), rule)
         expect(isinstance(got, int) and not isinstance(got, bool), f"return a replica index (int), got {got!r}")
         expect(got == want, f"replicas (in flight, cached blocks) "
                             f"{[(v.in_flight, routing.cached_prefix_blocks(keys, v)) for v in views]}, "
@@ -120,7 +110,7 @@ def _field(manifest, *path):
              "scaleTarget, and model: modelFormat.name 'huggingface', args, resources.requests and .limits")
 def check_manifest_builder(inference_service) -> str:
     for name, model_id, kw in MANIFEST_CASES:
-        manifest = _call(lambda: inference_service(name, model_id, **kw), (), name)
+        manifest = call_case(lambda: inference_service(name, model_id, **kw), (), name)
         errors = kserve.manifest_errors(manifest)
         expect(not errors, f"{name}: KServe's schema rejects the manifest: {errors[:1]}")
         predictor = _field(manifest, "spec", "predictor")

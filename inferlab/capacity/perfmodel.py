@@ -10,7 +10,8 @@ sustains within a latency objective.
   (Pollaczek-Khinchine: wait = rho x S / (2 (1 - rho)) for prefill time S).
 
 The two fractions are the model's only free numbers: ``calibrate`` sets them from one measured TTFT and
-one measured TPOT on the machine at hand. Latencies are means; an SLO on a percentile is met later.
+one measured TPOT on the machine at hand. Latencies are means: an SLO written on a percentile needs margin
+on top of them.
 """
 from __future__ import annotations
 

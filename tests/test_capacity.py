@@ -187,6 +187,7 @@ def test_options_are_ranked_by_cost_per_token_and_report_every_assumption():
      "below mean_rate"),
     ({"prices": {"H100": {"usd_per_gpu_hour": 2.0}}}, "needs its source and date"),
     ({"model": "no-such-model"}, "model: cannot read config"),
+    ({"model": "deepseek-v2-lite"}, "model: per-device sizing covers"),
 ])
 def test_bad_specs_fail_with_one_line_that_says_what_to_change(change, words):
     with pytest.raises(capacity.PlanError) as err:

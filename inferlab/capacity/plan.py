@@ -19,7 +19,7 @@ from inferlab.parallel.layout import ParallelLayoutError, validate_layout
 def _peak_flops(gpu: hardware.GPU, weights: str) -> float:
     """FP8 weights run FP8 tensor cores where the GPU has them; other formats compute in BF16."""
     fp8 = weights.startswith("fp8") or weights == "float8"
-    return ((gpu.fp8_tflops if fp8 and gpu.fp8_tflops else gpu.bf16_tflops)) * 1e12
+    return (gpu.fp8_tflops if fp8 and gpu.fp8_tflops else gpu.bf16_tflops) * 1e12
 
 
 def _layouts(spec: Spec, gpu: hardware.GPU, weights: str) -> list[tuple[int, int]]:
@@ -126,7 +126,8 @@ def assumptions(spec: Spec) -> list[str]:
         f"memory: every request is sized at the p99 total of {w['tokens_p99']:.0f} tokens; "
         f"{memory.USABLE_FRACTION:.0%} of each GPU usable; 1 GiB overhead per GPU; KV in {spec.kv_dtype}",
         f"speed: prefill at {spec.efficiency['prefill']:.0%} of peak FLOP/s, decode at {spec.efficiency['decode']:.0%} "
-        "of peak bandwidth (datasheet peaks, inferlab.hardware); TP communication not modelled",
+        "of peak bandwidth (datasheet peaks, inferlab.hardware); a decode step reads every weight (all experts of "
+        "an MoE); TP communication not modelled",
         f"SLO: mean TTFT <= {spec.slo['ttft_ms']:g} ms and mean TPOT <= {spec.slo['tpot_ms']:g} ms "
         "(the model predicts means; a percentile SLO needs margin)",
         f"headroom: replicas run at <= {spec.utilisation:.0%} of their sustainable rate at the peak, plus "

@@ -87,6 +87,11 @@ def parse(raw: dict) -> Spec:
         config = memory.load_config(raw["model"])
     except (ValueError, FileNotFoundError) as exc:
         raise PlanError(f"model: {str(exc).splitlines()[0]}") from None
+    try:
+        memory.per_device(config, context=1)          # the per-device sizing a plan needs covers this model
+    except ValueError as exc:
+        raise PlanError(f"model: {exc}; plan a dense or all-MoE model with MHA/GQA/MQA attention "
+                        "(e.g. llama-3.1-8b, mixtral-8x7b)") from None
     slo = raw["slo"] if isinstance(raw["slo"], dict) else {}
     if set(slo) != {"ttft_ms", "tpot_ms"}:
         raise PlanError(f"slo needs exactly ttft_ms and tpot_ms, in milliseconds (got {raw['slo']!r})")

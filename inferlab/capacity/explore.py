@@ -26,6 +26,9 @@ def headless() -> bool:
 
 
 def _best(raw: dict, scale: float, tpot_ms: float, gpu: str, weights: str) -> dict:
+    if "mean_rate" not in raw.get("workload", {}):
+        raise ValueError("the explorer scales a workload summary (mean_rate, peak_rate, ...), not a trace: "
+                         "give it the summary the lab builds in section 1")
     spec = copy.deepcopy(raw)
     spec["workload"]["mean_rate"] *= scale
     spec["workload"]["peak_rate"] *= scale
@@ -43,7 +46,8 @@ def _best(raw: dict, scale: float, tpot_ms: float, gpu: str, weights: str) -> di
 
 
 def static_table(raw: dict, scales=(0.5, 1, 2), tpots=(20, 50, 100)):
-    """The cheapest plan for each traffic multiple and TPOT objective (any GPU, any weights), as a DataFrame."""
+    """The cheapest plan for each traffic multiple and TPOT objective (any GPU, any weights), as a DataFrame;
+    ``raw`` is a spec whose workload is a summary."""
     import pandas as pd
     return pd.DataFrame([_best(raw, s, t, "any", "any") for s, t in itertools.product(scales, tpots)])
 

@@ -8,9 +8,9 @@ interactive table).
 """
 from inferlab.capacity import perfmodel, prices, trace
 from inferlab.capacity.fleet import fleet
-from inferlab.capacity.plan import make_plan, report, table
+from inferlab.capacity.plan import cheapest, make_plan, report, table
 from inferlab.capacity.sizing import layout_concurrency, replica_concurrency
 from inferlab.capacity.spec import PlanError, Spec, load, parse
 
-__all__ = ["PlanError", "Spec", "fleet", "layout_concurrency", "load", "make_plan", "parse", "perfmodel", "prices",
+__all__ = ["PlanError", "Spec", "cheapest", "fleet", "layout_concurrency", "load", "make_plan", "parse", "perfmodel", "prices",
            "replica_concurrency", "report", "table", "trace"]

@@ -7,8 +7,7 @@ import copy
 import itertools
 import os
 
-from inferlab.capacity.plan import make_plan
-from inferlab.capacity.spec import PlanError, parse
+from inferlab.capacity.plan import cheapest
 from inferlab.execution import RUN_MARK
 
 HEADLESS_ENV = "INFERLAB_HEADLESS"     # set by the test run; RUN_MARK by make run / reference / grade
@@ -36,13 +35,7 @@ def _best(raw: dict, scale: float, tpot_ms: float, gpu: str, weights: str) -> di
     spec["gpus"] = [gpu] if gpu != "any" else spec["gpus"]
     spec["weights"] = [weights] if weights != "any" else spec["weights"]
     row = {"traffic x": scale, "TPOT SLO (ms)": tpot_ms, "GPU": gpu, "weights": weights}
-    try:
-        best = make_plan(parse(spec))["options"][0]
-    except PlanError as exc:
-        return {**row, "plan": "none", "GPUs": None, "$/hour": None, "$/M output tokens": None, "why": str(exc)[:90]}
-    return {**row, "plan": f"{best['replicas']} x {best['tensor_parallel']}x{best['gpu']} {best['weights']}",
-            "GPUs": best["gpus"], "$/hour": round(best["usd_per_hour"], 2),
-            "$/M output tokens": round(best["usd_per_million_output_tokens"], 3), "why": ""}
+    return {**row, **cheapest(spec)}
 
 
 def static_table(raw: dict, scales=(0.5, 1, 2), tpots=(20, 50, 100)):

@@ -12,7 +12,7 @@ import inferlab.capacity.perfmodel as pm
 from inferlab.capacity.prices import price_of
 from inferlab.capacity.fleet import fleet
 from inferlab.capacity.sizing import layout_concurrency
-from inferlab.capacity.spec import PlanError, Spec
+from inferlab.capacity.spec import PlanError, Spec, parse
 from inferlab.parallel.layout import ParallelLayoutError, validate_layout
 
 
@@ -116,6 +116,17 @@ def make_plan(spec: Spec) -> dict:
             "utilisation": spec.utilisation, "spare_replicas": spec.spare_replicas,
             "prefix_caching": spec.prefix_caching, "kv_dtype": spec.kv_dtype, "options": ranked,
             "assumptions": assumptions(spec)}
+
+
+def cheapest(raw: dict) -> dict:
+    """The cheapest option of a spec (a mapping) in one table row; an impossible spec is a row saying why."""
+    try:
+        best = make_plan(parse(raw))["options"][0]
+    except PlanError as exc:
+        return {"plan": "none", "GPUs": None, "$/hour": None, "$/M output tokens": None, "why": str(exc)[:90]}
+    return {"plan": f"{best['replicas']} x {best['tensor_parallel']}x{best['gpu']} {best['weights']}",
+            "GPUs": best["gpus"], "$/hour": round(best["usd_per_hour"], 2),
+            "$/M output tokens": round(best["usd_per_million_output_tokens"], 3), "why": ""}
 
 
 def assumptions(spec: Spec) -> list[str]:
